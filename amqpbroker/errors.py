@@ -65,7 +65,7 @@ class ChannelError(AMQPError):
     """A soft error: the channel is closed, the connection stays."""
 
 
-class ConnectionError_(AMQPError):  # noqa: N801 - avoid shadowing the builtin
+class ConnectionError_(AMQPError):
     """A hard error: the whole connection is closed."""
 
 

@@ -1,0 +1,57 @@
+"""Assembly of a running broker: settings -> broker model + TCP server, and its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from amqpbroker.broker.broker import Broker
+from amqpbroker.config import Settings
+from amqpbroker.protocol.connection import Limits
+from amqpbroker.transport.server import Server
+
+log = logging.getLogger("amqpbroker")
+
+
+def build(settings: Settings) -> Server:
+    broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost)
+    limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
+                    settings.handshake_timeout, settings.max_message_size)
+    return Server(broker, settings.host, settings.port, limits)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Server]:
+    """Serve in the background of the current event loop until the block exits."""
+    server = build(settings)
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(server.serve)
+        try:
+            yield server
+        finally:
+            await server.shutdown()
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with running(settings) as server:
+            log.info("amqpbroker listening on amqp://%s:%d (vhost %r)",
+                     settings.host, server.port, settings.default_vhost)
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+
+
+def run(settings: Settings) -> None:
+    """Run the broker in the foreground until SIGINT or SIGTERM (uvloop when installed)."""
+    try:
+        import uvloop  # noqa: F401
+
+        options = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(serve_until_signalled, settings, backend="asyncio", backend_options=options)

@@ -1,0 +1,1 @@
+"""The broker model: synchronous and pure, never awaits, never touches IO."""

@@ -1,0 +1,204 @@
+"""The broker side of one AMQP channel: consumers, delivery tags, unacked messages, qos,
+publisher confirms and transactions. Output goes through the `Sink` the connection
+implements, so the broker never touches IO and never imports the protocol layer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pamqp import commands
+
+from amqpbroker import errors
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.consumer import Consumer
+    from amqpbroker.broker.message import Entry, Message
+    from amqpbroker.broker.queue import Queue
+    from amqpbroker.broker.session import Session
+
+
+class Sink(Protocol):
+    """What the broker asks of a connection: encode and buffer, never block."""
+
+    def send_method(self, channel_id: int, method: Any) -> None: ...
+    def send_content(self, channel_id: int, method: Any, message: Message) -> None: ...
+    def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
+                     redelivered: bool, message: Message) -> None: ...
+    def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
+                     ack: bool) -> None: ...
+    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None: ...
+    def writable(self) -> bool: ...
+
+
+class Unacked:
+    """A delivery awaiting its ack: where it came from and which consumer holds it."""
+
+    __slots__ = ("consumer", "entry", "queue")
+
+    def __init__(self, queue: Queue, entry: Entry, consumer: Consumer | None) -> None:
+        self.queue = queue
+        self.entry = entry
+        self.consumer = consumer
+
+
+class Channel:
+    """One open channel of a session."""
+
+    def __init__(self, session: Session, channel_id: int, sink: Sink) -> None:
+        self.session = session
+        self.id = channel_id
+        self.sink = sink
+        self.active = True
+        self.consumers: dict[str, Consumer] = {}
+        self.next_tag = 0
+        self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        self.unacked_count = 0
+        self.prefetch = 0
+        self.consumer_prefetch = 0
+        self.confirm = False
+        self.publish_seq = 0
+        self.confirmed_upto = 0
+        self.confirm_pending = 0
+        self.tx: list[tuple[str, Any]] | None = None
+        self.last_queue = ""
+
+    # --- delivery --------------------------------------------------------------
+
+    def deliver(self, consumer: Consumer, entry: Entry) -> None:
+        """Send one message to a consumer of this channel (called by Queue.dispatch)."""
+        self.next_tag += 1
+        tag = self.next_tag
+        if not consumer.no_ack:
+            self.unacked[tag] = Unacked(consumer.queue, entry, consumer)
+            self.unacked_count += 1
+            consumer.unacked += 1
+        self.sink.send_deliver(self.id, consumer, tag, entry.redelivered, entry.message)
+
+    def get(self, queue: Queue, no_ack: bool) -> None:
+        """Basic.Get: one message or Get-Empty."""
+        entry = queue.pop()
+        if entry is None:
+            self.sink.send_method(self.id, commands.Basic.GetEmpty())
+            return
+        self.next_tag += 1
+        tag = self.next_tag
+        if not no_ack:
+            self.unacked[tag] = Unacked(queue, entry, None)
+            self.unacked_count += 1
+        message = entry.message
+        self.sink.send_content(self.id, commands.Basic.GetOk(
+            delivery_tag=tag, redelivered=entry.redelivered, exchange=message.exchange,
+            routing_key=message.routing_key, message_count=queue.message_count), message)
+
+    def _take(self, tag: int, multiple: bool) -> list[Unacked]:
+        """Remove and return the deliveries an ack/nack/reject names; 406 when unknown."""
+        unacked = self.unacked
+        if (tag != 0 and tag not in unacked) or (tag == 0 and not multiple):
+            raise errors.unknown_delivery_tag(tag)
+        if multiple:
+            taken = []
+            while unacked and (tag == 0 or next(iter(unacked)) <= tag):
+                taken.append(unacked.popitem(last=False)[1])
+        else:
+            taken = [unacked.pop(tag)]
+        self.unacked_count -= len(taken)
+        for record in taken:
+            if record.consumer is not None:
+                record.consumer.unacked -= 1
+        return taken
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        if self.tx is not None:
+            self._check_tag(tag, multiple)
+            self.tx.append(("ack", (tag, multiple)))
+            return
+        taken = self._take(tag, multiple)
+        self._resume([r.queue for r in taken])
+
+    def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
+        if self.tx is not None:
+            self._check_tag(tag, multiple)
+            self.tx.append(("reject", (tag, multiple, requeue)))
+            return
+        taken = self._take(tag, multiple)
+        if requeue:
+            for record in reversed(taken):
+                record.queue.requeue(record.entry)
+        self._resume([r.queue for r in taken])
+
+    def _check_tag(self, tag: int, multiple: bool) -> None:
+        if (tag != 0 and tag not in self.unacked) or (tag == 0 and not multiple):
+            raise errors.unknown_delivery_tag(tag)
+
+    def _resume(self, queues: list[Queue]) -> None:
+        """Credit came back: let the queues that lost an unacked message deliver again."""
+        seen: set[int] = set()
+        for queue in queues:
+            if id(queue) not in seen:
+                seen.add(id(queue))
+                queue.dispatch()
+        if self.prefetch:
+            for consumer in list(self.consumers.values()):
+                if id(consumer.queue) not in seen:
+                    seen.add(id(consumer.queue))
+                    consumer.queue.dispatch()
+
+    def recover(self) -> None:
+        """Basic.Recover requeue=true: every unacked delivery goes back, redelivered."""
+        self.requeue_all()
+
+    def requeue_all(self) -> None:
+        records = list(self.unacked.values())
+        self.unacked.clear()
+        self.unacked_count = 0
+        for record in reversed(records):
+            if record.consumer is not None:
+                record.consumer.unacked -= 1
+            record.queue.requeue(record.entry)
+        self._resume([r.queue for r in records])
+
+    # --- consumers ---------------------------------------------------------------
+
+    def cancel(self, tag: str) -> Consumer | None:
+        consumer = self.consumers.pop(tag, None)
+        if consumer is not None:
+            queue = consumer.queue
+            queue.remove_consumer(consumer)
+            self.session.vhost.consumer_gone(queue)
+        return consumer
+
+    def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
+        """The queue went away: forget the consumer and tell the client if it listens."""
+        if self.consumers.pop(consumer.tag, None) is None:
+            return
+        if self.session.cancel_notify:
+            self.sink.send_method(self.id, commands.Basic.Cancel(consumer.tag, nowait=True))
+
+    # --- publisher confirms ------------------------------------------------------------
+
+    def confirm_publish(self, seq: int, ack: bool) -> None:
+        """Record the outcome of publish `seq`; acks are coalesced until `flush_confirms`."""
+        if ack:
+            self.confirm_pending = seq
+            self.session.dirty_channels.add(self)
+            return
+        self.flush_confirms()
+        self.sink.send_confirm(self.id, seq, False, False)
+        self.confirmed_upto = seq
+
+    def flush_confirms(self) -> None:
+        pending = self.confirm_pending
+        if pending > self.confirmed_upto:
+            self.sink.send_confirm(self.id, pending, pending - self.confirmed_upto > 1, True)
+            self.confirmed_upto = pending
+
+    # --- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """The channel is gone: cancel its consumers, requeue what it had not acked."""
+        for tag in list(self.consumers):
+            self.cancel(tag)
+        self.requeue_all()
+        self.tx = None

@@ -1,0 +1,65 @@
+"""An exchange: its declared properties, its bindings and the router of its type."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from amqpbroker.broker.routing import ROUTERS
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.queue import Queue
+
+def freeze(value: Any) -> Any:
+    """A hashable, order-independent form of a binding's arguments."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, bool):
+        return ("bool", value)
+    return value
+
+
+class Exchange:
+    """One exchange of one virtual host. The default exchange has no router."""
+
+    __slots__ = ("alternate", "arguments", "auto_delete", "bindings", "durable", "inbound",
+                 "internal", "name", "router", "type", "vhost_name")
+
+    def __init__(self, name: str, vhost_name: str, type_: str, durable: bool,
+                 auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
+        self.name = name
+        self.vhost_name = vhost_name
+        self.type = type_
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments = arguments
+        alternate = arguments.get("alternate-exchange")
+        self.alternate = alternate if isinstance(alternate, str) else None
+        self.router = ROUTERS[type_]()
+        self.bindings: dict[tuple[Queue | Exchange, str, Any], dict[str, Any]] = {}
+        self.inbound: set[tuple[Exchange, str, Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.name!r} ({self.type}) in {self.vhost_name!r}>"
+
+    def bind(self, destination: Queue | Exchange, routing_key: str,
+             arguments: dict[str, Any]) -> bool:
+        """Add a binding; False when it already existed."""
+        key = (destination, routing_key, freeze(arguments))
+        if key in self.bindings:
+            return False
+        self.bindings[key] = arguments
+        self.router.add(destination, routing_key, arguments)
+        destination.inbound.add((self, routing_key, key[2]))
+        return True
+
+    def unbind(self, destination: Queue | Exchange, routing_key: str, frozen: Any) -> bool:
+        """Remove a binding given its frozen arguments; False when there was none."""
+        arguments = self.bindings.pop((destination, routing_key, frozen), None)
+        if arguments is None:
+            return False
+        self.router.remove(destination, routing_key, arguments)
+        destination.inbound.discard((self, routing_key, frozen))
+        return True

@@ -1,0 +1,43 @@
+"""Exchange class: declare, delete, bind, unbind."""
+
+from __future__ import annotations
+
+from pamqp import commands
+
+from amqpbroker.broker.channel import Channel
+
+
+def declare(channel: Channel, method: commands.Exchange.Declare) -> None:
+    channel.session.vhost.declare_exchange(
+        method.exchange, method.exchange_type, method.passive, method.durable,
+        method.auto_delete, method.internal, method.arguments or {})
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Exchange.DeclareOk())
+
+
+def delete(channel: Channel, method: commands.Exchange.Delete) -> None:
+    channel.session.vhost.delete_exchange(method.exchange, method.if_unused)
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Exchange.DeleteOk())
+
+
+def bind(channel: Channel, method: commands.Exchange.Bind) -> None:
+    channel.session.vhost.bind_exchange(
+        method.destination, method.source, method.routing_key, method.arguments or {})
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Exchange.BindOk())
+
+
+def unbind(channel: Channel, method: commands.Exchange.Unbind) -> None:
+    channel.session.vhost.unbind_exchange(
+        method.destination, method.source, method.routing_key, method.arguments or {})
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Exchange.UnbindOk())
+
+
+HANDLERS = {
+    commands.Exchange.Declare.index: declare,
+    commands.Exchange.Delete.index: delete,
+    commands.Exchange.Bind.index: bind,
+    commands.Exchange.Unbind.index: unbind,
+}

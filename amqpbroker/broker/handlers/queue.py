@@ -1,0 +1,62 @@
+"""Queue class: declare, bind, unbind, purge, delete."""
+
+from __future__ import annotations
+
+from pamqp import commands
+
+from amqpbroker.broker.channel import Channel
+
+
+def queue_name(channel: Channel, name: str) -> str:
+    """An empty queue name means the channel's last declared queue (AMQP 0-9-1)."""
+    return name or channel.last_queue
+
+
+def declare(channel: Channel, method: commands.Queue.Declare) -> None:
+    session = channel.session
+    queue = session.vhost.declare_queue(
+        session, method.queue, method.passive, method.durable, method.exclusive,
+        method.auto_delete, method.arguments or {})
+    channel.last_queue = queue.name
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Queue.DeclareOk(
+            queue=queue.name, message_count=queue.message_count,
+            consumer_count=len(queue.consumers)))
+
+
+def bind(channel: Channel, method: commands.Queue.Bind) -> None:
+    session = channel.session
+    session.vhost.bind_queue(session, queue_name(channel, method.queue), method.exchange,
+                             method.routing_key, method.arguments or {})
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Queue.BindOk())
+
+
+def unbind(channel: Channel, method: commands.Queue.Unbind) -> None:
+    channel.session.vhost.unbind_queue(queue_name(channel, method.queue), method.exchange,
+                                       method.routing_key, method.arguments or {})
+    channel.sink.send_method(channel.id, commands.Queue.UnbindOk())
+
+
+def purge(channel: Channel, method: commands.Queue.Purge) -> None:
+    session = channel.session
+    count = session.vhost.purge_queue(session, queue_name(channel, method.queue))
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Queue.PurgeOk(message_count=count))
+
+
+def delete(channel: Channel, method: commands.Queue.Delete) -> None:
+    session = channel.session
+    count = session.vhost.delete_queue(session, queue_name(channel, method.queue),
+                                       method.if_unused, method.if_empty)
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Queue.DeleteOk(message_count=count))
+
+
+HANDLERS = {
+    commands.Queue.Declare.index: declare,
+    commands.Queue.Bind.index: bind,
+    commands.Queue.Unbind.index: unbind,
+    commands.Queue.Purge.index: purge,
+    commands.Queue.Delete.index: delete,
+}

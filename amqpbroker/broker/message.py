@@ -1,0 +1,55 @@
+"""A message as the broker keeps it: the raw content-header payload and body bytes.
+
+Only what routing and queueing need is read out of the header (by the protocol layer's
+scanner, before the message is built); the headers table is decoded on first use only.
+A delivery reuses the header payload and body unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+HeadersDecoder = Callable[[bytes, tuple[int, int]], dict[str, Any]]
+
+
+class Message:
+    """One published message, shared by every queue it was routed to."""
+
+    __slots__ = ("_headers", "body", "decoder", "exchange", "expiration", "header",
+                 "headers_span", "persistent", "priority", "routing_key")
+
+    def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes,
+                 delivery_mode: int, priority: int, expiration: str | None,
+                 headers_span: tuple[int, int] | None, decoder: HeadersDecoder) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.header = header
+        self.body = body
+        self.persistent = delivery_mode == 2
+        self.priority = priority
+        self.expiration = expiration
+        self.headers_span = headers_span
+        self.decoder = decoder
+        self._headers: dict[str, Any] | None = None
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        """The headers table, decoded on first use; None when the message has none."""
+        if self._headers is None and self.headers_span is not None:
+            self._headers = self.decoder(self.header, self.headers_span)
+        return self._headers
+
+
+class Entry:
+    """A message's place in one queue: its sequence number and redelivered flag."""
+
+    __slots__ = ("message", "redelivered", "seq")
+
+    def __init__(self, seq: int, message: Message) -> None:
+        self.seq = seq
+        self.message = message
+        self.redelivered = False
+
+    def __lt__(self, other: Entry) -> bool:
+        return self.seq < other.seq

@@ -1,0 +1,59 @@
+"""The broker side of one client connection: its vhost, user, channels and exclusive
+queues. Created once the connection is open; closed when it goes, whatever the reason.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amqpbroker.broker.channel import Channel, Sink
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.queue import Queue
+    from amqpbroker.broker.vhost import VirtualHost
+
+
+class Session:
+    """Everything the broker holds for one connection."""
+
+    def __init__(self, vhost: VirtualHost, username: str, sink: Sink,
+                 cancel_notify: bool) -> None:
+        self.vhost = vhost
+        self.username = username
+        self.sink = sink
+        self.cancel_notify = cancel_notify
+        self.channels: dict[int, Channel] = {}
+        self.exclusive_queues: set[Queue] = set()
+        self.dirty_channels: set[Channel] = set()
+
+    def open_channel(self, channel_id: int) -> Channel:
+        channel = Channel(self, channel_id, self.sink)
+        self.channels[channel_id] = channel
+        return channel
+
+    def close_channel(self, channel_id: int) -> None:
+        channel = self.channels.pop(channel_id, None)
+        if channel is not None:
+            self.dirty_channels.discard(channel)
+            channel.close()
+
+    def end_of_pass(self) -> None:
+        """After each read pass: send the coalesced publisher confirms."""
+        if self.dirty_channels:
+            for channel in self.dirty_channels:
+                channel.flush_confirms()
+            self.dirty_channels.clear()
+
+    def resume(self) -> None:
+        """The connection can take output again: let its consumers' queues deliver."""
+        for channel in list(self.channels.values()):
+            for consumer in list(channel.consumers.values()):
+                consumer.queue.dispatch()
+
+    def close(self) -> None:
+        """The connection is gone: close every channel, delete its exclusive queues."""
+        for channel_id in list(self.channels):
+            self.close_channel(channel_id)
+        for queue in list(self.exclusive_queues):
+            self.vhost.remove_queue(queue)
+        self.exclusive_queues.clear()

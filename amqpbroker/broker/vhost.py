@@ -1,0 +1,329 @@
+"""A virtual host: its exchanges and queues, and the single place definitions change.
+
+Declare, delete, bind, unbind and purge are methods here, called the same way by the
+AMQP handlers and (later) by the HTTP API and definition imports. Routing across
+exchange-to-exchange bindings and alternate exchanges lives here too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from amqpbroker import errors, names
+from amqpbroker.broker.exchange import Exchange, freeze
+from amqpbroker.broker.queue import Queue
+from amqpbroker.broker.routing import ROUTERS
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.message import Message
+    from amqpbroker.broker.session import Session
+
+PREDECLARED = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+EXCHANGE_ARGS = ("alternate-exchange",)
+QUEUE_ARGS = (
+    "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-expires", "x-max-length",
+    "x-max-length-bytes", "x-max-priority", "x-message-ttl", "x-overflow", "x-queue-mode",
+    "x-queue-type", "x-queue-version", "x-single-active-consumer", "x-delivery-limit",
+)
+
+
+def _type_word(value: Any) -> str:
+    """The AMQP field type RabbitMQ names in its texts, as our clients encode it."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        if -128 <= value <= 127:
+            return "byte"
+        if -32768 <= value <= 32767:
+            return "short"
+        if -(2**31) <= value < 2**31:
+            return "signedint"
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return "longstr"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _check_args(kind: str, name: str, vhost: str, known: tuple[str, ...],
+                received: dict[str, Any], current: dict[str, Any]) -> None:
+    for arg in known:
+        new, old = received.get(arg), current.get(arg)
+        if new is None and old is None:
+            continue
+        if arg == "x-queue-type" and new is None and old == "classic":
+            continue
+        if new is None:
+            raise errors.inequivalent_arg(
+                arg, kind, name, vhost, "none",
+                f"the value '{_render(old)}' of type '{_type_word(old)}'")
+        if old is None:
+            if arg == "x-queue-type" and new == "classic":
+                continue
+            raise errors.inequivalent_arg(
+                arg, kind, name, vhost,
+                f"the value '{_render(new)}' of type '{_type_word(new)}'", "none")
+        if not _same(new, old):
+            raise errors.inequivalent_arg(
+                arg, kind, name, vhost, f"'{_render(new)}'", f"'{_render(old)}'")
+
+
+def _check_flag(arg: str, kind: str, name: str, vhost: str, received: bool,
+                current: bool) -> None:
+    if received != current:
+        raise errors.inequivalent_arg(
+            arg, kind, name, vhost, f"'{_render(received)}'", f"'{_render(current)}'")
+
+
+class VirtualHost:
+    """Exchanges and queues of one virtual host."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        for exchange_name, type_ in PREDECLARED:
+            self.exchanges[exchange_name] = Exchange(
+                exchange_name, name, type_, True, False, False, {})
+        self.exchanges["amq.rabbitmq.trace"] = Exchange(
+            "amq.rabbitmq.trace", name, "topic", True, False, True, {})
+
+    # --- exchanges -------------------------------------------------------------------
+
+    def exchange(self, name: str) -> Exchange:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise errors.exchange_not_found(name, self.name)
+        return exchange
+
+    def declare_exchange(self, name: str, type_: str, passive: bool, durable: bool,
+                         auto_delete: bool, internal: bool,
+                         arguments: dict[str, Any]) -> Exchange:
+        if name == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        existing = self.exchanges.get(name)
+        if passive:
+            if existing is None:
+                raise errors.exchange_not_found(name, self.name)
+            return existing
+        if type_ not in ROUTERS:
+            raise errors.unknown_exchange_type(type_)
+        if existing is not None:
+            if existing.type != type_:
+                raise errors.inequivalent_arg("type", "exchange", name, self.name,
+                                              f"'{type_}'", f"'{existing.type}'")
+            _check_flag("durable", "exchange", name, self.name, durable, existing.durable)
+            _check_flag("auto_delete", "exchange", name, self.name, auto_delete,
+                        existing.auto_delete)
+            _check_flag("internal", "exchange", name, self.name, internal, existing.internal)
+            _check_args("exchange", name, self.name, EXCHANGE_ARGS, arguments,
+                        existing.arguments)
+            return existing
+        if names.is_reserved(name):
+            raise errors.reserved_name("exchange", name)
+        exchange = Exchange(name, self.name, type_, durable, auto_delete, internal, arguments)
+        self.exchanges[name] = exchange
+        return exchange
+
+    def delete_exchange(self, name: str, if_unused: bool) -> None:
+        if name == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return
+        if names.is_reserved(name):
+            raise errors.system_exchange_delete(name, self.name)
+        if if_unused and exchange.bindings:
+            raise errors.exchange_in_use(name, self.name)
+        self._remove_exchange(exchange)
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        if self.exchanges.get(exchange.name) is not exchange:
+            return
+        del self.exchanges[exchange.name]
+        for destination, key, frozen in list(exchange.bindings):
+            exchange.unbind(destination, key, frozen)
+            if isinstance(destination, Exchange):
+                self._maybe_auto_delete(destination)
+        for source, key, frozen in list(exchange.inbound):
+            source.unbind(exchange, key, frozen)
+            self._maybe_auto_delete(source)
+
+    def _maybe_auto_delete(self, exchange: Exchange) -> None:
+        if exchange.auto_delete and not exchange.bindings:
+            self._remove_exchange(exchange)
+
+    def bind_exchange(self, destination: str, source: str, routing_key: str,
+                      arguments: dict[str, Any]) -> None:
+        if destination == names.DEFAULT_EXCHANGE or source == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        src = self.exchange(source)
+        dst = self.exchange(destination)
+        src.router.check_arguments(arguments)
+        src.bind(dst, routing_key, arguments)
+
+    def unbind_exchange(self, destination: str, source: str, routing_key: str,
+                        arguments: dict[str, Any]) -> None:
+        if destination == names.DEFAULT_EXCHANGE or source == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        src = self.exchange(source)
+        dst = self.exchange(destination)
+        if src.unbind(dst, routing_key, freeze(arguments)):
+            self._maybe_auto_delete(src)
+
+    # --- queues ------------------------------------------------------------------------
+
+    def queue(self, name: str, session: Session | None) -> Queue:
+        """The named queue, checked for existence and exclusive ownership."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise errors.queue_not_found(name, self.name)
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not session:
+            raise errors.queue_locked(name, self.name)
+        return queue
+
+    def declare_queue(self, session: Session | None, name: str, passive: bool, durable: bool,
+                      exclusive: bool, auto_delete: bool, arguments: dict[str, Any]) -> Queue:
+        if passive:
+            return self.queue(name, session)
+        existing = self.queues.get(name)
+        if existing is not None:
+            if existing.exclusive_owner is not None and existing.exclusive_owner is not session:
+                raise errors.queue_locked(name, self.name)
+            if (existing.exclusive_owner is not None) != exclusive:
+                raise errors.queue_locked(name, self.name)
+            _check_flag("durable", "queue", name, self.name, durable, existing.durable)
+            _check_flag("auto_delete", "queue", name, self.name, auto_delete,
+                        existing.auto_delete)
+            _check_args("queue", name, self.name, QUEUE_ARGS, arguments, existing.arguments)
+            return existing
+        if not name:
+            name = names.server_named_queue()
+        elif names.is_reserved(name):
+            raise errors.reserved_name("queue", name)
+        owner = session if exclusive else None
+        queue = Queue(name, self.name, durable, auto_delete, owner, arguments)
+        self.queues[name] = queue
+        if owner is not None:
+            owner.exclusive_queues.add(queue)
+        return queue
+
+    def delete_queue(self, session: Session | None, name: str, if_unused: bool,
+                     if_empty: bool) -> int:
+        queue = self.queues.get(name)
+        if queue is None:
+            return 0
+        self.queue(name, session)
+        if if_unused and queue.consumers:
+            raise errors.queue_in_use(name, self.name)
+        if if_empty and queue.message_count:
+            raise errors.queue_not_empty(name, self.name)
+        count = queue.message_count
+        self.remove_queue(queue)
+        return count
+
+    def remove_queue(self, queue: Queue) -> None:
+        """Delete a queue: unbind it, cancel its consumers, drop its messages."""
+        if self.queues.get(queue.name) is not queue:
+            return
+        del self.queues[queue.name]
+        queue.deleted = True
+        for source, key, frozen in list(queue.inbound):
+            source.unbind(queue, key, frozen)
+            self._maybe_auto_delete(source)
+        for consumer in list(queue.consumers):
+            consumer.channel.consumer_cancelled_by_server(consumer)
+        queue.consumers.clear()
+        queue.purge()
+        if queue.exclusive_owner is not None:
+            queue.exclusive_owner.exclusive_queues.discard(queue)
+
+    def purge_queue(self, session: Session | None, name: str) -> int:
+        return self.queue(name, session).purge()
+
+    def bind_queue(self, session: Session | None, queue_name: str, exchange_name: str,
+                   routing_key: str, arguments: dict[str, Any]) -> None:
+        if exchange_name == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        exchange = self.exchange(exchange_name)
+        queue = self.queue(queue_name, session)
+        exchange.router.check_arguments(arguments)
+        exchange.bind(queue, routing_key, arguments)
+
+    def unbind_queue(self, queue_name: str, exchange_name: str, routing_key: str,
+                     arguments: dict[str, Any]) -> None:
+        """Never fails on a missing binding, queue or exchange (RabbitMQ's behaviour)."""
+        if exchange_name == names.DEFAULT_EXCHANGE:
+            raise errors.default_exchange_refused()
+        exchange = self.exchanges.get(exchange_name)
+        queue = self.queues.get(queue_name)
+        if exchange is None or queue is None:
+            return
+        if exchange.unbind(queue, routing_key, freeze(arguments)):
+            self._maybe_auto_delete(exchange)
+
+    def consumer_gone(self, queue: Queue) -> None:
+        """Auto-delete: a queue that had consumers goes when its last one does."""
+        if queue.auto_delete and queue.had_consumer and not queue.consumers:
+            self.remove_queue(queue)
+
+    # --- routing -------------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, message: Message) -> set[Queue]:
+        """Every queue the message reaches from `exchange`, each once, following
+        exchange-to-exchange bindings (cycles allowed) and alternate exchanges."""
+        routing_key = message.routing_key
+        found: set[Any] = set()
+        exchange.router.route(routing_key, message.headers if exchange.type == "headers"
+                              else None, found)
+        if found or exchange.alternate is None:
+            for destination in found:
+                if type(destination) is not Queue:
+                    break
+            else:
+                return found
+        queues: set[Queue] = set()
+        seen = {exchange}
+        pending = [(exchange, found)]
+        while pending:
+            source, destinations = pending.pop()
+            if not destinations and source.alternate is not None:
+                alternate = self.exchanges.get(source.alternate)
+                if alternate is not None and alternate not in seen:
+                    destinations = {alternate}
+            for destination in destinations:
+                if isinstance(destination, Queue):
+                    queues.add(destination)
+                elif destination not in seen:
+                    seen.add(destination)
+                    out: set[Any] = set()
+                    destination.router.route(
+                        routing_key,
+                        message.headers if destination.type == "headers" else None, out)
+                    pending.append((destination, out))
+        return queues

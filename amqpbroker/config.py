@@ -1,0 +1,20 @@
+"""Settings of one broker, with RabbitMQ's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5672
+    log_level: str = "info"
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_vhost: str = "/"
+    channel_max: int = 2047
+    frame_max: int = 131072
+    heartbeat: int = 60
+    handshake_timeout: float = 10.0
+    max_message_size: int = 134217728

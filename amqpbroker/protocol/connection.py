@@ -1,0 +1,502 @@
+"""The connection state machine: handshake, channel bookkeeping, heartbeats, closing.
+
+Sans-IO, in the manner of h11: `receive_data(bytes, now)` parses and dispatches, output
+accumulates in `out` and leaves through `data_to_send(now)`. The broker side is reached
+through the `Handler` interface; this module never imports the broker.
+
+Rules (RabbitMQ 3.13 behaviour unless the issue asks for stricter):
+    state        accepts                              then
+    HEADER       8-byte protocol header               START (sends Connection.Start)
+    START        Connection.Start-Ok (PLAIN/AMQPLAIN) TUNE (sends Tune) or CLOSING (403)
+    TUNE         Connection.Tune-Ok                   OPEN
+    OPEN         Connection.Open                      RUNNING (sends Open-Ok) or CLOSING (530)
+    RUNNING      channel frames, Connection.Close     CLOSED (sends Close-Ok)
+    CLOSING      only Close / Close-Ok, rest dropped  CLOSED
+- Frames before Open-Ok are limited to 4096 bytes; a handshake must finish in 10 s.
+- A channel error closes that channel only; methods on it are dropped until Close-Ok.
+- A peer silent for two heartbeat intervals is dead; we send a heartbeat every half interval.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pamqp import commands, decode
+
+from amqpbroker import __version__, errors
+from amqpbroker.protocol import fastcodec
+from amqpbroker.protocol.assembler import ChannelAssembler
+from amqpbroker.protocol.framing import (
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_OVERHEAD,
+    HEARTBEAT_FRAME,
+    PROTOCOL_HEADER,
+    decode_method,
+    encode_method,
+    method_index,
+    parse_frames,
+)
+
+HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+
+PRE_AUTH_FRAME_MAX = 4096
+MIN_FRAME_MAX = 4096
+
+BASIC_PUBLISH = 0x003C0028
+BASIC_ACK = 0x003C0050
+BASIC_REJECT = 0x003C005A
+BASIC_NACK = 0x003C0078
+CHANNEL_OPEN = 0x0014000A
+CHANNEL_CLOSE = 0x00140028
+CHANNEL_CLOSE_OK = 0x00140029
+CONNECTION_CLASS = 10
+CHANNEL_CLASS = 20
+
+_FAST_DECODERS: dict[int, Callable[[bytes], Any]] = {
+    BASIC_PUBLISH: fastcodec.decode_publish,
+    BASIC_ACK: fastcodec.decode_ack,
+    BASIC_REJECT: fastcodec.decode_reject,
+    BASIC_NACK: fastcodec.decode_nack,
+}
+
+
+class Handler(Protocol):
+    """What the connection needs from the broker side."""
+
+    def authenticate(self, mechanism: str, username: str, password: str) -> bool: ...
+    def open_vhost(self, vhost: str) -> None: ...
+    def on_channel_open(self, channel: int) -> None: ...
+    def on_channel_closed(self, channel: int) -> None: ...
+    def on_method(self, channel: int, index: int, args: Any) -> None: ...
+    def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
+                   info: fastcodec.HeaderInfo, body: bytes) -> None: ...
+    def on_closed(self) -> None: ...
+
+
+class Limits:
+    """The negotiable and fixed limits of one connection."""
+
+    def __init__(self, channel_max: int = 2047, frame_max: int = 131072, heartbeat: int = 60,
+                 handshake_timeout: float = 10.0,
+                 max_message_size: int = 134217728) -> None:
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.heartbeat = heartbeat
+        self.handshake_timeout = handshake_timeout
+        self.max_message_size = max_message_size
+
+
+def server_properties(capabilities: dict[str, bool]) -> dict[str, Any]:
+    """Connection.Start server properties, shaped like RabbitMQ's."""
+    return {
+        "capabilities": capabilities,
+        "cluster_name": f"amqpbroker@{socket.gethostname()}",
+        "copyright": "Copyright (c) the amqpbroker authors",
+        "information": "Licensed under the MIT licence. An AMQP 0-9-1 broker in Python.",
+        "platform": f"Python {platform.python_version()}",
+        "product": "amqpbroker",
+        "version": __version__,
+    }
+
+
+class Connection:
+    """One AMQP connection's protocol state, without IO."""
+
+    def __init__(self, handler: Handler, capabilities: dict[str, bool], limits: Limits,
+                 now: float) -> None:
+        self.handler = handler
+        self.capabilities = capabilities
+        self.limits = limits
+        self.state = HEADER
+        self.out: list[bytes] = []
+        self.buffer = bytearray()
+        self.channel_max = limits.channel_max
+        self.frame_max = limits.frame_max
+        self.heartbeat = 0
+        self.max_payload = PRE_AUTH_FRAME_MAX - FRAME_OVERHEAD
+        self.channels: dict[int, ChannelAssembler] = {}
+        self.closing_channels: set[int] = set()
+        self.client_properties: dict[str, Any] = {}
+        self.username = ""
+        self.mechanism = ""
+        self.vhost = ""
+        self.started_at = now
+        self.last_received = now
+        self.last_sent = now
+        self.close_reason: str | None = None
+
+    # --- output -------------------------------------------------------------------
+
+    def send_method(self, channel: int, method: Any) -> None:
+        self.out.append(encode_method(channel, method))
+
+    def data_to_send(self, now: float) -> bytes:
+        out = self.out
+        if not out:
+            return b""
+        self.last_sent = now
+        self.out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    @property
+    def closed(self) -> bool:
+        return self.state == CLOSED
+
+    @property
+    def client_capabilities(self) -> dict[str, Any]:
+        caps = self.client_properties.get("capabilities")
+        return caps if isinstance(caps, dict) else {}
+
+    # --- input --------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Parse and dispatch everything complete in `data` (plus what was buffered)."""
+        self.last_received = now
+        if self.state == CLOSED:
+            return
+        buffer = self.buffer
+        buffer += data
+        try:
+            if self.state == HEADER:
+                if len(buffer) < 8:
+                    return
+                if bytes(buffer[:8]) != PROTOCOL_HEADER:
+                    self.out.append(PROTOCOL_HEADER)
+                    self._finish("bad protocol header")
+                    return
+                del buffer[:8]
+                self._send_start()
+            while self.state != CLOSED:
+                frames, used = parse_frames(buffer, self.max_payload)
+                if used:
+                    del buffer[:used]
+                if not frames:
+                    return
+                for frame_type, channel, payload in frames:
+                    self._frame(frame_type, channel, payload)
+                    if self.state == CLOSED:
+                        return
+        except errors.ConnectionError_ as exc:
+            self.close(exc)
+        except errors.HandshakeFailed as exc:
+            self._finish(str(exc))
+
+    def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if self.state == CLOSING:
+            if frame_type == FRAME_METHOD and channel == 0:
+                index = method_index(payload)
+                if index == 0x000A0033:  # Close-Ok
+                    self._finish(self.close_reason or "closed")
+                elif index == 0x000A0032:  # Close
+                    self.send_method(0, commands.Connection.CloseOk())
+                    self._finish(self.close_reason or "closed")
+            return
+        if frame_type == FRAME_HEARTBEAT:
+            if channel != 0:
+                raise errors.ConnectionError_(
+                    errors.UNEXPECTED_FRAME, f"type {FRAME_HEARTBEAT}, all octets = <<>>"
+                )
+            return
+        if channel == 0:
+            if frame_type != FRAME_METHOD:
+                raise errors.ConnectionError_(
+                    errors.UNEXPECTED_FRAME, "expected method frame, got non method frame instead"
+                )
+            self._connection_method(payload)
+            return
+        if self.state != RUNNING:
+            raise errors.HandshakeFailed("channel frame before the connection was open")
+        if frame_type == FRAME_METHOD:
+            self._channel_method(channel, payload)
+            return
+        assembler = self.channels.get(channel)
+        if assembler is None:
+            if channel in self.closing_channels:
+                return
+            raise errors.ConnectionError_(
+                errors.CHANNEL_ERROR, "expected 'channel.open'" if channel <= self.channel_max
+                else f"channel number {channel} above channel_max {self.channel_max}"
+            )
+        try:
+            if frame_type == FRAME_HEADER:
+                done = assembler.content_header(payload)
+            elif frame_type == FRAME_BODY:
+                done = assembler.content_body(payload)
+            else:
+                raise errors.ConnectionError_(errors.FRAME_ERROR, "unknown frame type")
+            if done:
+                body = assembler.take_body() if frame_type == FRAME_BODY else b""
+                self.handler.on_publish(channel, assembler.args,  # type: ignore[arg-type]
+                                        assembler.header, assembler.info,  # type: ignore[arg-type]
+                                        body)
+        except errors.ChannelError as exc:
+            self.close_channel(channel, exc.at(60, 40))
+        except errors.ConnectionError_ as exc:
+            raise exc.at(60, 40) from None
+
+    def _channel_method(self, channel: int, payload: bytes) -> None:
+        index = method_index(payload)
+        assembler = self.channels.get(channel)
+        if assembler is None:
+            if channel in self.closing_channels:
+                if index == CHANNEL_CLOSE_OK:
+                    self.closing_channels.discard(channel)
+                elif index == CHANNEL_CLOSE:
+                    self.send_method(channel, commands.Channel.CloseOk())
+                    self.closing_channels.discard(channel)
+                return
+            if channel > self.channel_max:
+                raise errors.ConnectionError_(
+                    errors.CHANNEL_ERROR,
+                    f"channel number {channel} above channel_max {self.channel_max}",
+                    index >> 16, index & 0xFFFF,
+                )
+            if index != CHANNEL_OPEN:
+                raise errors.ConnectionError_(
+                    errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
+                )
+            if len(self.channels) >= self.channel_max:
+                raise errors.ConnectionError_(
+                    errors.NOT_ALLOWED,
+                    f"number of channels opened ({len(self.channels)}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})",
+                )
+            self.channels[channel] = ChannelAssembler(self.limits.max_message_size)
+            self.send_method(channel, commands.Channel.OpenOk())
+            self.handler.on_channel_open(channel)
+            return
+        fast = _FAST_DECODERS.get(index)
+        if fast is not None:
+            try:
+                args = fast(payload)
+            except ValueError as exc:
+                raise errors.ConnectionError_(
+                    errors.FRAME_ERROR, "cannot decode method", index >> 16, index & 0xFFFF
+                ) from exc
+        else:
+            args = decode_method(index, payload)
+            if index >> 16 == CONNECTION_CLASS:
+                raise errors.ConnectionError_(
+                    errors.COMMAND_INVALID, "unimplemented method", index >> 16, index & 0xFFFF
+                )
+        if assembler.method(index, args):
+            return
+        if index == CHANNEL_CLOSE:
+            del self.channels[channel]
+            self.handler.on_channel_closed(channel)
+            self.send_method(channel, commands.Channel.CloseOk())
+            return
+        if index == CHANNEL_OPEN:
+            raise errors.ConnectionError_(
+                errors.CHANNEL_ERROR, "second 'channel.open' seen", 20, 10
+            )
+        if index == CHANNEL_CLOSE_OK:
+            return
+        try:
+            self.handler.on_method(channel, index, args)
+        except errors.ChannelError as exc:
+            self.close_channel(channel, exc.at(index >> 16, index & 0xFFFF))
+        except errors.ConnectionError_ as exc:
+            raise exc.at(index >> 16, index & 0xFFFF) from None
+
+    def close_channel(self, channel: int, error: errors.AMQPError) -> None:
+        """Close one channel from the server side (a soft error)."""
+        if self.channels.pop(channel, None) is None:
+            return
+        self.closing_channels.add(channel)
+        self.send_method(channel, commands.Channel.Close(
+            error.reply_code, error.reply_text, error.class_id, error.method_id))
+        self.handler.on_channel_closed(channel)
+
+    # --- connection class ------------------------------------------------------------
+
+    def _send_start(self) -> None:
+        self.state = START
+        self.send_method(0, commands.Connection.Start(
+            version_major=0, version_minor=9,
+            server_properties=server_properties(self.capabilities),
+            mechanisms="PLAIN AMQPLAIN", locales="en_US",
+        ))
+
+    def _connection_method(self, payload: bytes) -> None:
+        index = method_index(payload)
+        method = decode_method(index, payload)
+        if index >> 16 != CONNECTION_CLASS:
+            if self.state != RUNNING:
+                raise errors.HandshakeFailed("method on channel 0 before the connection was open")
+            raise errors.ConnectionError_(
+                errors.CHANNEL_ERROR, "unexpected method in connection state running",
+                index >> 16, index & 0xFFFF,
+            )
+        if isinstance(method, commands.Connection.StartOk) and self.state == START:
+            self._start_ok(method)
+        elif isinstance(method, commands.Connection.TuneOk) and self.state == TUNE:
+            self._tune_ok(method)
+        elif isinstance(method, commands.Connection.Open) and self.state == OPEN:
+            self.handler.open_vhost(method.virtual_host)
+            self.vhost = method.virtual_host
+            self.state = RUNNING
+            self.max_payload = self.frame_max - FRAME_OVERHEAD
+            self.send_method(0, commands.Connection.OpenOk())
+        elif isinstance(method, commands.Connection.Close):
+            self.send_method(0, commands.Connection.CloseOk())
+            self._finish(f"closed by client: {method.reply_code} {method.reply_text}")
+        elif isinstance(method, commands.Connection.CloseOk):
+            self._finish("closed")
+        elif isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
+            secret = method.new_secret
+            if isinstance(secret, str):
+                secret = secret.encode()
+            if not self.handler.authenticate(self.mechanism, self.username, secret.decode(
+                    "utf-8", "replace")):
+                raise errors.login_refused(self.mechanism)
+            self.send_method(0, commands.Connection.UpdateSecretOk())
+        elif self.state != RUNNING:
+            raise errors.HandshakeFailed(f"unexpected {method.name} during the handshake")
+        else:
+            raise errors.ConnectionError_(
+                errors.COMMAND_INVALID, "unimplemented method", index >> 16, index & 0xFFFF
+            )
+
+    def _start_ok(self, method: commands.Connection.StartOk) -> None:
+        props = method.client_properties
+        self.client_properties = props if isinstance(props, dict) else {}
+        mechanism = method.mechanism
+        response = method.response
+        if isinstance(response, str):
+            response = response.encode("utf-8")
+        credentials = _parse_credentials(mechanism, response)
+        if credentials is None:
+            raise errors.HandshakeFailed(f"unsupported mechanism or response: {mechanism}")
+        username, password = credentials
+        self.mechanism = mechanism
+        self.username = username
+        if not self.handler.authenticate(mechanism, username, password):
+            raise errors.login_refused(mechanism)
+        self.state = TUNE
+        self.send_method(0, commands.Connection.Tune(
+            channel_max=self.limits.channel_max, frame_max=self.limits.frame_max,
+            heartbeat=self.limits.heartbeat,
+        ))
+
+    def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
+        ours = self.limits
+        channel_max = method.channel_max or ours.channel_max
+        frame_max = method.frame_max or ours.frame_max
+        if channel_max > ours.channel_max:
+            raise errors.ConnectionError_(
+                errors.NOT_ALLOWED,
+                f"negotiated channel_max = {channel_max} is higher than the maximum allowed "
+                f"value ({ours.channel_max})", 10, 31,
+            )
+        if frame_max > ours.frame_max or frame_max < MIN_FRAME_MAX:
+            raise errors.ConnectionError_(
+                errors.NOT_ALLOWED,
+                f"negotiated frame_max = {frame_max} is outside the allowed range "
+                f"[{MIN_FRAME_MAX}, {ours.frame_max}]", 10, 31,
+            )
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.heartbeat = method.heartbeat
+        self.state = OPEN
+
+    # --- closing and time ---------------------------------------------------------------
+
+    def close(self, error: errors.AMQPError) -> None:
+        """Close the connection from the server side with a Connection.Close."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        if self.state == HEADER:
+            self._finish(error.reply_text)
+            return
+        self.send_method(0, commands.Connection.Close(
+            error.reply_code, error.reply_text, error.class_id, error.method_id))
+        self.close_reason = error.reply_text
+        self.state = CLOSING
+        self._release()
+
+    def connection_lost(self, reason: str) -> None:
+        """The socket is gone (or we dropped it): release everything, send nothing."""
+        if self.state != CLOSED:
+            self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        self.state = CLOSED
+        self._release()
+
+    def _release(self) -> None:
+        """Tell the broker side, once, that this connection is over."""
+        self.channels.clear()
+        self.closing_channels.clear()
+        handler, self.handler = self.handler, _Released()
+        handler.on_closed()
+
+    def tick(self, now: float) -> bool:
+        """Check the deadlines; queue a heartbeat if due. False: drop the connection now."""
+        if self.state == CLOSED:
+            return False
+        if self.state != RUNNING and self.state != CLOSING:
+            if now - self.started_at > self.limits.handshake_timeout:
+                self._finish("handshake timeout")
+                return False
+            return True
+        if self.state == CLOSING:
+            if now - self.last_received > max(self.limits.handshake_timeout, 2 * self.heartbeat):
+                self._finish(self.close_reason or "close timeout")
+                return False
+            return True
+        heartbeat = self.heartbeat
+        if heartbeat:
+            if now - self.last_received > 2 * heartbeat:
+                self._finish("missed heartbeats from client, timeout: %ds" % heartbeat)
+                return False
+            if now - self.last_sent >= heartbeat / 2 and not self.out:
+                self.out.append(HEARTBEAT_FRAME)
+        return True
+
+    def next_deadline(self) -> float:
+        """When `tick` next has something to do."""
+        if self.state == CLOSING:
+            return self.last_received + max(self.limits.handshake_timeout, 2 * self.heartbeat)
+        if self.state != RUNNING:
+            return self.started_at + self.limits.handshake_timeout
+        if not self.heartbeat:
+            return float("inf")
+        return min(self.last_received + 2 * self.heartbeat, self.last_sent + self.heartbeat / 2)
+
+
+class _Released:
+    """Stands in for the handler once the connection has released the broker side."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+def _parse_credentials(mechanism: str, response: bytes) -> tuple[str, str] | None:
+    try:
+        if mechanism == "PLAIN":
+            parts = response.split(b"\x00")
+            if len(parts) != 3 or parts[0]:
+                return None
+            return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+        if mechanism == "AMQPLAIN":
+            _, table = decode.field_table(struct.pack(">I", len(response)) + response)
+            login, password = table.get("LOGIN"), table.get("PASSWORD")
+            if isinstance(login, bytes):
+                login = login.decode("utf-8")
+            if isinstance(password, bytes):
+                password = password.decode("utf-8")
+            if isinstance(login, str) and isinstance(password, str):
+                return login, password
+    except (ValueError, UnicodeDecodeError, struct.error):
+        return None
+    return None

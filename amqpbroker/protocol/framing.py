@@ -1,0 +1,130 @@
+"""Frames: a byte buffer in, complete frames out; methods out as frame bytes.
+
+Owns the frame layer of AMQP 0-9-1 (type, channel, size, payload, frame-end) and the
+bridge to pamqp for the methods that are not on the hot path. Lengths are checked
+before anything is decoded; pamqp never sees a frame larger than the negotiated limit.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pamqp import base, commands
+
+from amqpbroker import errors
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+FRAME_METHOD = 1
+FRAME_HEADER = 2
+FRAME_BODY = 3
+FRAME_HEARTBEAT = 8
+FRAME_END = 0xCE
+FRAME_OVERHEAD = 8
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+
+_FRAME_HEADER = struct.Struct(">BHI")
+_METHOD_INDEX = struct.Struct(">I")
+_FRAME_TYPES = (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT)
+
+
+def _relax_pamqp() -> None:
+    """RabbitMQ accepts any UTF-8 name up to 255 bytes; pamqp's validators allow a narrow
+    character set and 127 characters. We check names ourselves (`amqpbroker.names`), so
+    pamqp's checks are switched off once, at import."""
+
+    def _no_validation(self: Any) -> None:
+        return None
+
+    for cls in commands.INDEX_MAPPING.values():
+        cls.validate = _no_validation  # type: ignore[method-assign]
+
+
+_relax_pamqp()
+
+
+def erlang_binary(data: bytes) -> str:
+    """Render bytes the way RabbitMQ's error texts show them: <<"text">> or <<1,2,3>>."""
+    if not data:
+        return "<<>>"
+    if all(32 <= b < 127 for b in data):
+        return '<<"' + data.decode("ascii").replace('"', '\\"') + '">>'
+    return "<<" + ",".join(str(b) for b in data[:64]) + (",..." if len(data) > 64 else "") + ">>"
+
+
+def parse_frames(buffer: bytearray, max_payload: int) -> tuple[list[tuple[int, int, bytes]], int]:
+    """Split every complete frame off the front of `buffer`.
+
+    Returns the frames as (type, channel, payload) and the number of bytes consumed; the
+    caller deletes them. Raises a 501 connection error for an oversized frame, an unknown
+    frame type or a bad frame-end octet.
+    """
+    frames: list[tuple[int, int, bytes]] = []
+    pos = 0
+    end = len(buffer)
+    unpack = _FRAME_HEADER.unpack_from
+    while end - pos >= FRAME_OVERHEAD:
+        frame_type, channel, size = unpack(buffer, pos)
+        if frame_type not in _FRAME_TYPES:
+            payload = bytes(buffer[pos + 7 : pos + 7 + min(size, 64)])
+            raise errors.ConnectionError_(
+                errors.FRAME_ERROR,
+                f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
+            )
+        if size > max_payload:
+            raise errors.ConnectionError_(
+                errors.FRAME_ERROR,
+                f"type {frame_type}, all octets = <<>>: "
+                f"{{frame_too_large,{size},{max_payload}}}",
+            )
+        stop = pos + 7 + size
+        if end <= stop:
+            break
+        if buffer[stop] != FRAME_END:
+            raise errors.ConnectionError_(
+                errors.FRAME_ERROR,
+                f"type {frame_type}, all octets = {erlang_binary(bytes(buffer[pos + 7 : stop]))}"
+                f": {{invalid_frame_end_marker,{buffer[stop]}}}",
+            )
+        frames.append((frame_type, channel, bytes(buffer[pos + 7 : stop])))
+        pos = stop + 1
+    return frames, pos
+
+
+def method_index(payload: bytes) -> int:
+    """The class and method id of a method frame payload as one int (class << 16 | method)."""
+    if len(payload) < 4:
+        raise errors.ConnectionError_(
+            errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload)}"
+        )
+    return _METHOD_INDEX.unpack_from(payload)[0]
+
+
+def decode_method(index: int, payload: bytes) -> base.Frame:
+    """Decode a method that is not on the hot path with pamqp."""
+    cls = commands.INDEX_MAPPING.get(index)
+    if cls is None:
+        raise errors.ConnectionError_(
+            errors.NOT_IMPLEMENTED, "unknown method", index >> 16, index & 0xFFFF
+        )
+    method = cls.__new__(cls)
+    try:
+        method.unmarshal(payload[4:])
+    except UnicodeDecodeError as exc:
+        raise errors.ConnectionError_(
+            errors.FRAME_ERROR, "Malformed UTF-8 in shortstr", index >> 16, index & 0xFFFF
+        ) from exc
+    except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError) as exc:
+        raise errors.ConnectionError_(
+            errors.FRAME_ERROR,
+            f"cannot decode {erlang_binary(payload[4:68])}",
+            index >> 16,
+            index & 0xFFFF,
+        ) from exc
+    return method
+
+
+def encode_method(channel: int, method: base.Frame) -> bytes:
+    """One method frame, encoded with pamqp."""
+    payload = _METHOD_INDEX.pack(method.index) + method.marshal()
+    return _FRAME_HEADER.pack(FRAME_METHOD, channel, len(payload)) + payload + b"\xce"

@@ -1,0 +1,68 @@
+"""An embedded broker for test suites: in the current event loop, or in a thread.
+
+    async with running_broker() as url:          # inside an async test
+        ...
+    def test_x(amqp_url): ...                     # pytest fixture (plugin entry point)
+
+The fixtures run the broker on its own event loop in a background thread, so blocking
+clients (pika, kombu) and async ones (aio-pika) can use it alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from amqpbroker.app import running
+from amqpbroker.config import Settings
+from amqpbroker.transport.server import Server
+
+
+@dataclass
+class EmbeddedBroker:
+    """A running broker: where to reach it, and the server for inspection."""
+
+    url: str
+    host: str
+    port: int
+    server: Server
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    return replace(Settings(host="127.0.0.1", port=0), **overrides)
+
+
+@asynccontextmanager
+async def running_broker(**overrides: Any) -> AsyncIterator[EmbeddedBroker]:
+    """Run a broker in the current event loop on an ephemeral loopback port."""
+    settings = _settings(overrides)
+    async with running(settings) as server:
+        yield EmbeddedBroker(
+            f"amqp://{settings.default_user}:{settings.default_pass}@{settings.host}:"
+            f"{server.port}/", settings.host, server.port, server)
+
+
+@contextmanager
+def broker_in_thread(**overrides: Any) -> Iterator[EmbeddedBroker]:
+    """Run a broker on its own event loop in a background thread."""
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(
+            running_broker(**overrides)) as broker:
+        yield broker
+
+
+@pytest.fixture
+def amqp_broker() -> Iterator[EmbeddedBroker]:
+    """A fresh broker for one test, on an ephemeral port."""
+    with broker_in_thread() as broker:
+        yield broker
+
+
+@pytest.fixture
+def amqp_url(amqp_broker: EmbeddedBroker) -> str:
+    """The `amqp://` URL of a fresh broker for one test."""
+    return amqp_broker.url

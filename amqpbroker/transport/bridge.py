@@ -1,0 +1,172 @@
+"""The meeting point of one connection's protocol state and the broker.
+
+`ClientConnection` implements the protocol's `Handler` (commands in) and the broker's
+`Sink` (frames out, encoded with the struct codec straight into the output buffer). It
+does no IO itself: the transport reads and writes around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from amqpbroker import errors
+from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.consumer import Consumer
+from amqpbroker.broker.handlers import DISPATCH, publish
+from amqpbroker.broker.message import Message
+from amqpbroker.broker.session import Session
+from amqpbroker.protocol import fastcodec
+from amqpbroker.protocol.connection import Connection, Limits
+from amqpbroker.protocol.framing import encode_method
+
+log = logging.getLogger("amqpbroker.connection")
+
+CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": False,
+    "consumer_priorities": False,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": False,
+}
+
+OUTBOUND_LIMIT = 4 * 1024 * 1024
+
+
+class ClientConnection:
+    """One client: protocol state machine, broker session, output buffer."""
+
+    def __init__(self, broker: Broker, limits: Limits, peer: str, now: float,
+                 wake: Callable[[], None]) -> None:
+        self.broker = broker
+        self.peer = peer
+        self.protocol = Connection(self, CAPABILITIES, limits, now)
+        self.session: Session | None = None
+        self.wake = wake
+        self.buffered = 0
+        self.was_full = False
+        self.encode_deliver = fastcodec.encode_deliver
+
+    # --- protocol Handler ------------------------------------------------------------------
+
+    def authenticate(self, mechanism: str, username: str, password: str) -> bool:
+        if self.broker.authenticate(username, password):
+            return True
+        log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
+        return False
+
+    def open_vhost(self, vhost: str) -> None:
+        proto = self.protocol
+        session = self.broker.open_session(
+            vhost, proto.username, self,
+            bool(proto.client_capabilities.get("consumer_cancel_notify")))
+        if session is None:
+            raise errors.vhost_not_found(vhost)
+        self.session = session
+        log.info("%s: connection opened (user %r, vhost %r)", self.peer, proto.username, vhost)
+
+    def on_channel_open(self, channel: int) -> None:
+        assert self.session is not None
+        self.session.open_channel(channel)
+
+    def on_channel_closed(self, channel: int) -> None:
+        if self.session is not None:
+            self.session.close_channel(channel)
+
+    def on_method(self, channel: int, index: int, args: Any) -> None:
+        assert self.session is not None
+        handler = DISPATCH.get(index)
+        if handler is None:
+            raise errors.ConnectionError_(errors.COMMAND_INVALID, "unimplemented method")
+        handler(self.session.channels[channel], args)
+
+    def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
+                   info: fastcodec.HeaderInfo, body: bytes) -> None:
+        assert self.session is not None
+        message = Message(args[0], args[1], header, body, info.delivery_mode, info.priority,
+                          info.expiration, info.headers_span, fastcodec.decode_headers)
+        publish(self.session.channels[channel], args, message)
+
+    def on_closed(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.close()
+
+    # --- broker Sink -----------------------------------------------------------------------
+
+    def _append(self, data: bytes) -> None:
+        out = self.protocol.out
+        if not out:
+            self.wake()
+        out.append(data)
+        self.buffered += len(data)
+
+    def send_method(self, channel_id: int, method: Any) -> None:
+        self._append(encode_method(channel_id, method))
+
+    def send_content(self, channel_id: int, method: Any, message: Message) -> None:
+        self._append(encode_method(channel_id, method) + fastcodec.encode_content(
+            channel_id, message.header, message.body, self.protocol.frame_max))
+
+    def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
+                     redelivered: bool, message: Message) -> None:
+        self._append(self.encode_deliver(
+            channel_id, consumer.tag_bytes, delivery_tag, redelivered,
+            message.exchange.encode(), message.routing_key.encode(), message.header,
+            message.body, self.protocol.frame_max))
+
+    def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
+                     ack: bool) -> None:
+        if ack:
+            self._append(fastcodec.encode_ack(channel_id, delivery_tag, multiple))
+        else:
+            self._append(fastcodec.encode_nack(channel_id, delivery_tag, multiple, True))
+
+    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
+        self.protocol.close_channel(channel_id, error)
+        self.wake()
+
+    def writable(self) -> bool:
+        if self.buffered < OUTBOUND_LIMIT:
+            return True
+        self.was_full = True
+        return False
+
+    # --- driven by the transport --------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        """One read pass: parse and dispatch everything, then send coalesced confirms."""
+        try:
+            self.protocol.receive_data(data, now)
+            if self.session is not None:
+                self.session.end_of_pass()
+        except Exception:
+            log.exception("%s: internal error, closing the connection", self.peer)
+            self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
+        if self.protocol.out:
+            self.wake()
+
+    def take_output(self, now: float) -> bytes:
+        data = self.protocol.data_to_send(now)
+        self.buffered = 0
+        return data
+
+    def drained(self) -> None:
+        """The socket took everything: consumers blocked on a full buffer may go on."""
+        if self.was_full and self.session is not None:
+            self.was_full = False
+            try:
+                self.session.resume()
+            except Exception:
+                log.exception("%s: internal error, closing the connection", self.peer)
+                self.protocol.close(
+                    errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
+
+    def shutdown(self, reason: str) -> None:
+        self.protocol.close(errors.ConnectionError_(errors.CONNECTION_FORCED, reason))
+        self.wake()

@@ -1,0 +1,139 @@
+"""The TCP listener and the per-connection tasks: reader, writer and deadline ticker.
+
+Each connection runs in its own task group inside its own exception boundary: whatever
+goes wrong with one peer ends that connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+
+from amqpbroker.broker.broker import Broker
+from amqpbroker.protocol.connection import Limits
+from amqpbroker.transport.bridge import ClientConnection
+
+log = logging.getLogger("amqpbroker.server")
+
+READ_SIZE = 256 * 1024
+SHUTDOWN_GRACE = 2.0
+
+
+class _Wakeup:
+    """A resettable signal from the broker (any task) to one connection's writer."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+
+    def set(self) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+        self.event = anyio.Event()
+
+
+class Server:
+    """Accepts AMQP connections for one broker."""
+
+    def __init__(self, broker: Broker, host: str, port: int, limits: Limits) -> None:
+        self.broker = broker
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.clients: set[ClientConnection] = set()
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._closing = False
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        self.port = listener.extra(SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            task_status.started(self.port)
+            while True:
+                stream = await listener.accept()
+                if self._closing:
+                    await stream.aclose()
+                    continue
+                tasks.start_soon(self._handle, stream)
+
+    async def shutdown(self) -> None:
+        """Tell every client 320 CONNECTION_FORCED, give them a moment, then stop."""
+        self._closing = True
+        for client in list(self.clients):
+            client.shutdown("broker forced connection closure with reason 'shutdown'")
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            while self.clients:
+                await anyio.sleep(0.01)
+        if self._tasks is not None:
+            self._tasks.cancel_scope.cancel()
+
+    async def _handle(self, stream: SocketStream) -> None:
+        try:
+            peer = "%s:%s" % stream.extra(SocketAttribute.remote_address)[:2]
+        except Exception:
+            peer = "unknown"
+        wakeup = _Wakeup()
+        client = ClientConnection(self.broker, self.limits, peer, time.monotonic(), wakeup.set)
+        self.clients.add(client)
+        try:
+            async with stream, anyio.create_task_group() as tasks:
+                tasks.start_soon(self._reader, client, stream, tasks)
+                tasks.start_soon(self._writer, client, stream, wakeup, tasks)
+                tasks.start_soon(self._ticker, client, wakeup, tasks)
+        except Exception:
+            log.exception("%s: connection failed", peer)
+        finally:
+            client.protocol.connection_lost("connection closed")
+            self.clients.discard(client)
+            log.info("%s: connection closed: %s", peer, client.protocol.close_reason)
+
+    async def _reader(self, client: ClientConnection, stream: SocketStream,
+                      tasks: anyio.abc.TaskGroup) -> None:
+        proto = client.protocol
+        try:
+            while not proto.closed:
+                data = await stream.receive(READ_SIZE)
+                client.receive(data, time.monotonic())
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                OSError):
+            proto.connection_lost("connection lost")
+            tasks.cancel_scope.cancel()
+
+    async def _writer(self, client: ClientConnection, stream: SocketStream, wakeup: _Wakeup,
+                      tasks: anyio.abc.TaskGroup) -> None:
+        proto = client.protocol
+        try:
+            while True:
+                data = client.take_output(time.monotonic())
+                if data:
+                    await stream.send(data)
+                    client.drained()
+                if proto.closed and not proto.out:
+                    break
+                if not proto.out:
+                    await wakeup.wait()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            proto.connection_lost("connection lost")
+        tasks.cancel_scope.cancel()
+
+    async def _ticker(self, client: ClientConnection, wakeup: _Wakeup,
+                      tasks: anyio.abc.TaskGroup) -> None:
+        proto = client.protocol
+        while True:
+            deadline = proto.next_deadline()
+            delay = deadline - time.monotonic()
+            await anyio.sleep(min(max(delay, 0.05), 3600.0) if math.isfinite(delay) else 3600.0)
+            if not proto.tick(time.monotonic()):
+                wakeup.set()
+                return
+            if proto.out:
+                wakeup.set()
+
