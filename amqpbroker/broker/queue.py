@@ -23,8 +23,8 @@ class Queue:
     """One queue of one virtual host."""
 
     __slots__ = ("arguments", "auto_delete", "consumers", "deleted", "durable",
-                 "exclusive_owner", "had_consumer", "inbound", "name", "next_seq", "ready", "returned",
-                 "vhost_name")
+                 "exclusive_owner", "had_consumer", "inbound", "name", "next_seq", "ready",
+                 "returned", "vhost_name")
 
     def __init__(self, name: str, vhost_name: str, durable: bool, auto_delete: bool,
                  exclusive_owner: Session | None, arguments: dict[str, Any]) -> None:

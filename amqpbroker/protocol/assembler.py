@@ -6,9 +6,8 @@ content header, or body frames. Only Basic.Publish carries content from a client
 
 from __future__ import annotations
 
-from amqpbroker.protocol.fastcodec import HeaderInfo, scan_header
-
 from amqpbroker import errors
+from amqpbroker.protocol.fastcodec import HeaderInfo, scan_header
 
 BASIC_PUBLISH = 0x003C0028
 

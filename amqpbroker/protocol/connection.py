@@ -457,7 +457,7 @@ class Connection:
         heartbeat = self.heartbeat
         if heartbeat:
             if now - self.last_received > 2 * heartbeat:
-                self._finish("missed heartbeats from client, timeout: %ds" % heartbeat)
+                self._finish(f"missed heartbeats from client, timeout: {heartbeat}s")
                 return False
             if now - self.last_sent >= heartbeat / 2 and not self.out:
                 self.out.append(HEARTBEAT_FRAME)

@@ -57,12 +57,7 @@ class Server:
         async with listener, anyio.create_task_group() as tasks:
             self._tasks = tasks
             task_status.started(self.port)
-            while True:
-                stream = await listener.accept()
-                if self._closing:
-                    await stream.aclose()
-                    continue
-                tasks.start_soon(self._handle, stream)
+            await listener.serve(self._handle, task_group=tasks)
 
     async def shutdown(self) -> None:
         """Tell every client 320 CONNECTION_FORCED, give them a moment, then stop."""
@@ -76,9 +71,13 @@ class Server:
             self._tasks.cancel_scope.cancel()
 
     async def _handle(self, stream: SocketStream) -> None:
+        if self._closing:
+            await stream.aclose()
+            return
         try:
-            peer = "%s:%s" % stream.extra(SocketAttribute.remote_address)[:2]
-        except Exception:
+            host, port = stream.extra(SocketAttribute.remote_address)[:2]
+            peer = f"{host}:{port}"
+        except (TypeError, ValueError):
             peer = "unknown"
         wakeup = _Wakeup()
         client = ClientConnection(self.broker, self.limits, peer, time.monotonic(), wakeup.set)

@@ -19,7 +19,7 @@ from amqpbroker.broker.message import Message
 
 
 def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Message) -> None:
-    exchange_name, routing_key, mandatory, immediate = args
+    exchange_name, _, mandatory, immediate = args
     if immediate:
         raise errors.not_implemented("immediate=true")
     vhost = channel.session.vhost
