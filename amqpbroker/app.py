@@ -28,6 +28,7 @@ def build(settings: Settings) -> Server:
 async def running(settings: Settings) -> AsyncIterator[Server]:
     """Serve in the background of the current event loop until the block exits."""
     server = build(settings)
+    await server.listen()
     async with anyio.create_task_group() as tasks:
         await tasks.start(server.serve)
         try:

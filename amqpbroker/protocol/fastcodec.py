@@ -120,6 +120,9 @@ class HeaderInfo(NamedTuple):
     headers_span: tuple[int, int] | None  # [start, end) of the table incl. its length
 
 
+# NamedTuple's generated __new__ costs twice as much as building the tuple directly.
+_new_tuple = tuple.__new__
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -310,7 +313,7 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
     if flags & _CONTINUATION:
         raise ValueError("content header property flags continue past 16 bits")
     if not flags:
-        return HeaderInfo(body_size, 0, -1, None, None)
+        return _new_tuple(HeaderInfo, (body_size, 0, -1, None, None))
     off = _CONTENT_HEADER_SIZE
     delivery_mode = 0
     priority = -1
@@ -358,7 +361,9 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
         raise ValueError("content header truncated") from None
     if off > len(hp):
         raise ValueError("content header truncated")
-    return HeaderInfo(body_size, delivery_mode, priority, expiration, headers_span)
+    return _new_tuple(
+        HeaderInfo, (body_size, delivery_mode, priority, expiration, headers_span)
+    )
 
 
 def table_depth(data: bytes | memoryview, offset: int = 0) -> int:

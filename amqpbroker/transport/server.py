@@ -49,15 +49,21 @@ class Server:
         self.limits = limits
         self.clients: set[ClientConnection] = set()
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._listener: anyio.abc.Listener[SocketStream]
         self._closing = False
 
-    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        self.port = listener.extra(SocketAttribute.local_port)
-        async with listener, anyio.create_task_group() as tasks:
+    async def listen(self) -> None:
+        """Bind the listening socket; raises OSError (e.g. the port is in use)."""
+        self._listener = await anyio.create_tcp_listener(
+            local_host=self.host, local_port=self.port)
+        self.port = self._listener.extra(SocketAttribute.local_port)
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections until `shutdown`; `listen` must have been called."""
+        async with self._listener, anyio.create_task_group() as tasks:
             self._tasks = tasks
-            task_status.started(self.port)
-            await listener.serve(self._handle, task_group=tasks)
+            task_status.started()
+            await self._listener.serve(self._handle, task_group=tasks)
 
     async def shutdown(self) -> None:
         """Tell every client 320 CONNECTION_FORCED, give them a moment, then stop."""
