@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them against a fresh broker in a subprocess."""

@@ -1,0 +1,144 @@
+"""The `amqpbroker serve` command as a real subprocess: start-up, options, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pika
+import pytest
+
+STARTUP_DEADLINE = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, deadline: float) -> float:
+    """Poll until the port accepts a connection; return the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return time.monotonic() - start
+        except OSError:
+            time.sleep(0.01)
+    raise AssertionError(f"nothing listening on {port} after {deadline}s")
+
+
+@contextmanager
+def serve(*args: str, env: dict[str, str] | None = None,
+          module: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    command = ([sys.executable, "-m", "amqpbroker"] if module
+               else [os.path.join(os.path.dirname(sys.executable), "amqpbroker")])
+    proc = subprocess.Popen(
+        [*command, "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})})
+    try:
+        wait_for_port(port, STARTUP_DEADLINE)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def connect(port: int, user: str = "guest", password: str = "guest",
+            vhost: str = "/") -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", port, vhost, pika.PlainCredentials(user, password),
+        connection_attempts=1))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_closes_clients_with_320_and_exits_zero(signum: int) -> None:
+    with serve() as (proc, port):
+        connection = connect(port)
+        proc.send_signal(signum)
+        deadline = time.monotonic() + 10
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            while time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.1)
+        assert closed.value.reply_code == 320
+        assert "CONNECTION_FORCED" in closed.value.reply_text
+        assert proc.wait(timeout=10) == 0
+        _, stderr = proc.communicate(timeout=10)
+        assert "Traceback" not in stderr
+
+
+def test_logs_one_line_saying_where_it_listens() -> None:
+    with serve() as (proc, port):
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    listening = [line for line in stderr.splitlines() if "listening on" in line]
+    assert listening == [listening[0]]
+    assert f"amqp://127.0.0.1:{port}" in listening[0]
+
+
+def test_port_in_use_is_one_clear_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "amqpbroker", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "address already in use" in lines[0]
+    assert str(port) in lines[0]
+
+
+@pytest.mark.parametrize("args", [["--port", "notaport"], ["--log-level", "loud"],
+                                  ["--bogus"]])
+def test_bad_option_is_a_clear_error(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "amqpbroker", "serve", *args],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "Error" in result.stderr
+
+
+def test_options_from_environment_and_python_m() -> None:
+    env = {"RABBITMQ_DEFAULT_USER": "alice", "RABBITMQ_DEFAULT_PASS": "s3cret",
+           "AMQPBROKER_DEFAULT_VHOST": "dev"}
+    with serve(env=env, module=True) as (_, port):
+        connection = connect(port, "alice", "s3cret", "dev")
+        assert connection.is_open
+        connection.close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            connect(port, "guest", "guest", "dev")
+
+
+def test_amqpbroker_env_port_and_log_level() -> None:
+    port = free_port()
+    env = {**os.environ, "AMQPBROKER_PORT": str(port), "AMQPBROKER_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amqpbroker", "serve"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, STARTUP_DEADLINE)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert "listening on" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
