@@ -459,8 +459,10 @@ class Connection:
             if now - self.last_received > 2 * heartbeat:
                 self._finish(f"missed heartbeats from client, timeout: {heartbeat}s")
                 return False
-            if now - self.last_sent >= heartbeat / 2 and not self.out:
-                self.out.append(HEARTBEAT_FRAME)
+            if now - self.last_sent >= heartbeat / 2:
+                self.last_sent = now
+                if not self.out:
+                    self.out.append(HEARTBEAT_FRAME)
         return True
 
     def next_deadline(self) -> float:

@@ -42,12 +42,13 @@ class ClientConnection:
     """One client: protocol state machine, broker session, output buffer."""
 
     def __init__(self, broker: Broker, limits: Limits, peer: str, now: float,
-                 wake: Callable[[], None]) -> None:
+                 wake: Callable[[], None], rearm: Callable[[], None]) -> None:
         self.broker = broker
         self.peer = peer
         self.protocol = Connection(self, CAPABILITIES, limits, now)
         self.session: Session | None = None
         self.wake = wake
+        self.rearm = rearm
         self.buffered = 0
         self.was_full = False
         self.encode_deliver = fastcodec.encode_deliver
@@ -141,6 +142,7 @@ class ClientConnection:
 
     def receive(self, data: bytes, now: float) -> None:
         """One read pass: parse and dispatch everything, then send coalesced confirms."""
+        state = self.protocol.state
         try:
             self.protocol.receive_data(data, now)
             if self.session is not None:
@@ -150,6 +152,8 @@ class ClientConnection:
             self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
         if self.protocol.out:
             self.wake()
+        if self.protocol.state != state:
+            self.rearm()
 
     def take_output(self, now: float) -> bytes:
         data = self.protocol.data_to_send(now)

@@ -85,14 +85,15 @@ class Server:
             peer = f"{host}:{port}"
         except (TypeError, ValueError):
             peer = "unknown"
-        wakeup = _Wakeup()
-        client = ClientConnection(self.broker, self.limits, peer, time.monotonic(), wakeup.set)
+        wakeup, rearm = _Wakeup(), _Wakeup()
+        client = ClientConnection(self.broker, self.limits, peer, time.monotonic(), wakeup.set,
+                                  rearm.set)
         self.clients.add(client)
         try:
             async with stream, anyio.create_task_group() as tasks:
                 tasks.start_soon(self._reader, client, stream, tasks)
                 tasks.start_soon(self._writer, client, stream, wakeup, tasks)
-                tasks.start_soon(self._ticker, client, wakeup, tasks)
+                tasks.start_soon(self._ticker, client, wakeup, rearm)
         except Exception:
             log.exception("%s: connection failed", peer)
         finally:
@@ -107,6 +108,7 @@ class Server:
             while not proto.closed:
                 data = await stream.receive(READ_SIZE)
                 client.receive(data, time.monotonic())
+            client.wake()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError):
             proto.connection_lost("connection lost")
@@ -129,16 +131,16 @@ class Server:
             proto.connection_lost("connection lost")
         tasks.cancel_scope.cancel()
 
-    async def _ticker(self, client: ClientConnection, wakeup: _Wakeup,
-                      tasks: anyio.abc.TaskGroup) -> None:
+    async def _ticker(self, client: ClientConnection, wakeup: _Wakeup, rearm: _Wakeup) -> None:
+        """Sleep until the connection's next deadline (heartbeat or handshake timeout), or
+        until a state change moves it; then let the protocol act on the time."""
         proto = client.protocol
         while True:
-            deadline = proto.next_deadline()
-            delay = deadline - time.monotonic()
-            await anyio.sleep(min(max(delay, 0.05), 3600.0) if math.isfinite(delay) else 3600.0)
+            delay = proto.next_deadline() - time.monotonic()
+            with anyio.move_on_after(max(delay, 0.0) if math.isfinite(delay) else 3600.0):
+                await rearm.wait()
             if not proto.tick(time.monotonic()):
                 wakeup.set()
                 return
             if proto.out:
                 wakeup.set()
-

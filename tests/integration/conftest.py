@@ -1,46 +1,14 @@
-"""Shared helpers for the integration tests: deadline polling and aio-pika connectors."""
+"""Fixtures for the integration tests: aio-pika connectors to a fresh broker."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
 import pytest
-
-DEFAULT_TIMEOUT = 5.0
-POLL_INTERVAL = 0.005
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
-             what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL_INTERVAL)
-
-
-async def async_wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
-                         what: str = "condition") -> Any:
-    """`wait_for` for coroutines: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(POLL_INTERVAL)
-
-
-Connector = Callable[..., Awaitable[aio_pika.abc.AbstractConnection]]
+from integration_support import DEFAULT_TIMEOUT, Connector
 
 CONNECTORS = {"connect": aio_pika.connect, "connect_robust": aio_pika.connect_robust}
 

@@ -1,0 +1,196 @@
+"""Shared test doubles and frame builders for the sans-IO unit tests."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pamqp import body, commands, frame, header
+
+from amqpbroker import errors
+from amqpbroker.broker.message import Message
+from amqpbroker.protocol import fastcodec
+from amqpbroker.protocol.connection import Connection, Limits
+from amqpbroker.protocol.framing import PROTOCOL_HEADER
+
+CLIENT_PROPERTIES = {
+    "product": "unit-test",
+    "capabilities": {
+        "authentication_failure_close": True,
+        "consumer_cancel_notify": True,
+        "publisher_confirms": True,
+    },
+}
+CAPABILITIES = {"publisher_confirms": True, "authentication_failure_close": True}
+
+
+# --- frames ----------------------------------------------------------------------------
+
+
+def raw_frame(frame_type: int, channel: int, payload: bytes, end: int = 0xCE) -> bytes:
+    """One frame from its parts, with any frame-end octet."""
+    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
+
+
+def method_frame(channel: int, method: Any) -> bytes:
+    return frame.marshal(method, channel)
+
+
+def content_frames(channel: int, data: bytes, frame_max: int = 131072,
+                   properties: commands.Basic.Properties | None = None) -> bytes:
+    """A content header frame and the body frames, split at frame_max - 8."""
+    out = [frame.marshal(header.ContentHeader(0, len(data), properties), channel)]
+    chunk = frame_max - 8
+    for start in range(0, len(data), chunk):
+        out.append(frame.marshal(body.ContentBody(data[start:start + chunk]), channel))
+    return b"".join(out)
+
+
+def publish_frames(channel: int, data: bytes, exchange: str = "", routing_key: str = "q",
+                   frame_max: int = 131072,
+                   properties: commands.Basic.Properties | None = None) -> bytes:
+    return method_frame(channel, commands.Basic.Publish(
+        exchange=exchange, routing_key=routing_key)) + content_frames(
+            channel, data, frame_max, properties)
+
+
+def header_payload(body_size: int, properties: commands.Basic.Properties | None = None,
+                   class_id: int = 60) -> bytes:
+    payload = header.ContentHeader(0, body_size, properties).marshal()
+    return struct.pack(">H", class_id) + payload[2:]
+
+
+def read_frames(data: bytes) -> list[tuple[int, Any]]:
+    """Every frame in `data` as (channel, pamqp object); the data must hold whole frames."""
+    frames = []
+    while data:
+        used, channel, value = frame.unmarshal(data)
+        frames.append((channel, value))
+        data = data[used:]
+    return frames
+
+
+def methods(data: bytes) -> list[tuple[int, Any]]:
+    """Only the method frames of `data`, as (channel, method)."""
+    return [(ch, f) for ch, f in read_frames(data) if isinstance(f, commands.base.Frame)
+            and f.name not in ("ContentHeader", "ContentBody", "Heartbeat")]
+
+
+# --- the protocol's Handler ----------------------------------------------------------------
+
+
+class RecordingHandler:
+    """A test double for the broker side of the protocol state machine: records calls."""
+
+    def __init__(self, users: dict[str, str] | None = None,
+                 vhosts: tuple[str, ...] = ("/",)) -> None:
+        self.users = {"guest": "guest"} if users is None else users
+        self.vhosts = vhosts
+        self.calls: list[tuple[Any, ...]] = []
+        self.raise_on: dict[int, errors.AMQPError] = {}
+
+    def authenticate(self, mechanism: str, username: str, password: str) -> bool:
+        self.calls.append(("authenticate", mechanism, username, password))
+        return self.users.get(username) == password
+
+    def open_vhost(self, vhost: str) -> None:
+        self.calls.append(("open_vhost", vhost))
+        if vhost not in self.vhosts:
+            raise errors.vhost_not_found(vhost)
+
+    def on_channel_open(self, channel: int) -> None:
+        self.calls.append(("channel_open", channel))
+
+    def on_channel_closed(self, channel: int) -> None:
+        self.calls.append(("channel_closed", channel))
+
+    def on_method(self, channel: int, index: int, args: Any) -> None:
+        self.calls.append(("method", channel, index, args))
+        error = self.raise_on.get(index)
+        if error is not None:
+            raise error
+
+    def on_publish(self, channel: int, args: tuple[str, str, bool, bool], head: bytes,
+                   info: fastcodec.HeaderInfo, data: bytes) -> None:
+        self.calls.append(("publish", channel, args, head, info, data))
+
+    def on_closed(self) -> None:
+        self.calls.append(("closed",))
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == name]
+
+
+def plain_start_ok(user: str = "guest", password: str = "guest") -> commands.Connection.StartOk:
+    return commands.Connection.StartOk(
+        client_properties=CLIENT_PROPERTIES, mechanism="PLAIN",
+        response=f"\0{user}\0{password}", locale="en_US")
+
+
+def open_connection(handler: Any = None, limits: Limits | None = None,
+                    tune: tuple[int, int, int] = (2047, 131072, 60), vhost: str = "/",
+                    now: float = 0.0) -> tuple[Connection, Any]:
+    """A connection driven through the whole handshake; its output is drained."""
+    handler = RecordingHandler() if handler is None else handler
+    conn = Connection(handler, CAPABILITIES, limits or Limits(), now)
+    conn.receive_data(PROTOCOL_HEADER, now)
+    conn.receive_data(method_frame(0, plain_start_ok()), now)
+    conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), now)
+    conn.receive_data(method_frame(0, commands.Connection.Open(virtual_host=vhost)), now)
+    out = methods(conn.data_to_send(now))
+    assert isinstance(out[-1][1], commands.Connection.OpenOk), out
+    return conn, handler
+
+
+def open_channel(conn: Connection, channel: int, now: float = 0.0) -> None:
+    conn.receive_data(method_frame(channel, commands.Channel.Open()), now)
+    out = methods(conn.data_to_send(now))
+    assert out and isinstance(out[-1][1], commands.Channel.OpenOk), out
+
+
+# --- the broker's Sink -------------------------------------------------------------------
+
+
+class RecordingSink:
+    """A test double for the connection side of the broker: records what it is asked to
+    send; `writable` is a switch."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.is_writable = True
+
+    def send_method(self, channel_id: int, method: Any) -> None:
+        self.calls.append(("method", channel_id, method))
+
+    def send_content(self, channel_id: int, method: Any, message: Message) -> None:
+        self.calls.append(("content", channel_id, method, message))
+
+    def send_deliver(self, channel_id: int, consumer: Any, delivery_tag: int,
+                     redelivered: bool, message: Message) -> None:
+        self.calls.append(("deliver", channel_id, consumer.tag, delivery_tag, redelivered,
+                           message))
+
+    def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
+                     ack: bool) -> None:
+        self.calls.append(("confirm", channel_id, delivery_tag, multiple, ack))
+
+    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
+        self.calls.append(("close_channel", channel_id, error))
+
+    def writable(self) -> bool:
+        return self.is_writable
+
+    def take(self, kind: str | None = None) -> list[tuple[Any, ...]]:
+        """The recorded calls (of one kind), cleared."""
+        taken = [c for c in self.calls if kind is None or c[0] == kind]
+        self.calls = [c for c in self.calls if kind is not None and c[0] != kind]
+        return taken
+
+
+def make_message(exchange: str = "", routing_key: str = "", data: bytes = b"",
+                 properties: commands.Basic.Properties | None = None) -> Message:
+    """A message as the bridge builds it from a publish."""
+    head = header.ContentHeader(0, len(data), properties).marshal()
+    info = fastcodec.scan_header(head)
+    return Message(exchange, routing_key, head, data, info.delivery_mode, info.priority,
+                   info.expiration, info.headers_span, fastcodec.decode_headers)
