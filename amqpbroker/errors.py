@@ -44,12 +44,20 @@ NOT_IMPLEMENTED = 540
 INTERNAL_ERROR = 541
 
 
+def _shortstr(text: str) -> str:
+    """Reply texts are short strings: cut at 255 bytes with '...', as RabbitMQ does."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= 255:
+        return text
+    return encoded[:252].decode("utf-8", "ignore") + "..."
+
+
 class AMQPError(Exception):
     """An error the peer is told about with a Close frame."""
 
     def __init__(self, reply_code: int, detail: str, class_id: int = 0, method_id: int = 0):
         self.reply_code = reply_code
-        self.reply_text = f"{REPLY_NAMES[reply_code]} - {detail}"
+        self.reply_text = _shortstr(f"{REPLY_NAMES[reply_code]} - {detail}")
         self.class_id = class_id
         self.method_id = method_id
         super().__init__(self.reply_text)

@@ -282,7 +282,7 @@ class Client:
         while len(self.buf) < n:
             try:
                 self._fill(deadline)
-            except ConnectionClosed:
+            except (ConnectionClosed, TimeoutError):
                 break
         data = bytes(self.buf[:n])
         del self.buf[:n]

@@ -54,6 +54,7 @@ class Channel:
         self.consumers: dict[str, Consumer] = {}
         self.next_tag = 0
         self.unacked: OrderedDict[int, Unacked] = OrderedDict()
+        # Unacked consumer deliveries, what global qos limits (basic.get ones are not).
         self.unacked_count = 0
         self.prefetch = 0
         self.consumer_prefetch = 0
@@ -86,7 +87,6 @@ class Channel:
         tag = self.next_tag
         if not no_ack:
             self.unacked[tag] = Unacked(queue, entry, None)
-            self.unacked_count += 1
         message = entry.message
         self.sink.send_content(self.id, commands.Basic.GetOk(
             delivery_tag=tag, redelivered=entry.redelivered, exchange=message.exchange,
@@ -103,10 +103,10 @@ class Channel:
                 taken.append(unacked.popitem(last=False)[1])
         else:
             taken = [unacked.pop(tag)]
-        self.unacked_count -= len(taken)
         for record in taken:
             if record.consumer is not None:
                 record.consumer.unacked -= 1
+                self.unacked_count -= 1
         return taken
 
     def ack(self, tag: int, multiple: bool) -> None:

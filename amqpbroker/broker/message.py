@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from amqpbroker import errors
+
 HeadersDecoder = Callable[[bytes, tuple[int, int]], dict[str, Any]]
 
 
@@ -37,7 +39,11 @@ class Message:
     def headers(self) -> dict[str, Any] | None:
         """The headers table, decoded on first use; None when the message has none."""
         if self._headers is None and self.headers_span is not None:
-            self._headers = self.decoder(self.header, self.headers_span)
+            try:
+                self._headers = self.decoder(self.header, self.headers_span)
+            except ValueError as exc:
+                raise errors.ConnectionError_(
+                    errors.FRAME_ERROR, f"cannot decode the headers table: {exc}") from exc
         return self._headers
 
 

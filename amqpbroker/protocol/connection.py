@@ -184,7 +184,10 @@ class Connection:
                     if self.state == CLOSED:
                         return
         except errors.ConnectionError_ as exc:
-            self.close(exc)
+            if self.state < RUNNING:
+                self._finish(exc.reply_text)
+            else:
+                self.close(exc)
         except errors.HandshakeFailed as exc:
             self._finish(str(exc))
 
@@ -262,12 +265,6 @@ class Connection:
                 raise errors.ConnectionError_(
                     errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
                 )
-            if len(self.channels) >= self.channel_max:
-                raise errors.ConnectionError_(
-                    errors.NOT_ALLOWED,
-                    f"number of channels opened ({len(self.channels)}) has reached the "
-                    f"negotiated channel_max ({self.channel_max})",
-                )
             self.channels[channel] = ChannelAssembler(self.limits.max_message_size)
             self.send_method(channel, commands.Channel.OpenOk())
             self.handler.on_channel_open(channel)
@@ -340,7 +337,11 @@ class Connection:
         elif isinstance(method, commands.Connection.TuneOk) and self.state == TUNE:
             self._tune_ok(method)
         elif isinstance(method, commands.Connection.Open) and self.state == OPEN:
-            self.handler.open_vhost(method.virtual_host)
+            try:
+                self.handler.open_vhost(method.virtual_host)
+            except errors.ConnectionError_ as exc:
+                self.close(exc)
+                return
             self.vhost = method.virtual_host
             self.state = RUNNING
             self.max_payload = self.frame_max - FRAME_OVERHEAD
@@ -379,7 +380,8 @@ class Connection:
         self.mechanism = mechanism
         self.username = username
         if not self.handler.authenticate(mechanism, username, password):
-            raise errors.login_refused(mechanism)
+            self.close(errors.login_refused(mechanism))
+            return
         self.state = TUNE
         self.send_method(0, commands.Connection.Tune(
             channel_max=self.limits.channel_max, frame_max=self.limits.frame_max,
@@ -391,17 +393,13 @@ class Connection:
         channel_max = method.channel_max or ours.channel_max
         frame_max = method.frame_max or ours.frame_max
         if channel_max > ours.channel_max:
-            raise errors.ConnectionError_(
-                errors.NOT_ALLOWED,
+            raise errors.HandshakeFailed(
                 f"negotiated channel_max = {channel_max} is higher than the maximum allowed "
-                f"value ({ours.channel_max})", 10, 31,
-            )
+                f"value ({ours.channel_max})")
         if frame_max > ours.frame_max or frame_max < MIN_FRAME_MAX:
-            raise errors.ConnectionError_(
-                errors.NOT_ALLOWED,
+            raise errors.HandshakeFailed(
                 f"negotiated frame_max = {frame_max} is outside the allowed range "
-                f"[{MIN_FRAME_MAX}, {ours.frame_max}]", 10, 31,
-            )
+                f"[{MIN_FRAME_MAX}, {ours.frame_max}]")
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.heartbeat = method.heartbeat

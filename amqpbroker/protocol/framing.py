@@ -65,12 +65,6 @@ def parse_frames(buffer: bytearray, max_payload: int) -> tuple[list[tuple[int, i
     unpack = _FRAME_HEADER.unpack_from
     while end - pos >= FRAME_OVERHEAD:
         frame_type, channel, size = unpack(buffer, pos)
-        if frame_type not in _FRAME_TYPES:
-            payload = bytes(buffer[pos + 7 : pos + 7 + min(size, 64)])
-            raise errors.ConnectionError_(
-                errors.FRAME_ERROR,
-                f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
-            )
         if size > max_payload:
             raise errors.ConnectionError_(
                 errors.FRAME_ERROR,
@@ -80,6 +74,12 @@ def parse_frames(buffer: bytearray, max_payload: int) -> tuple[list[tuple[int, i
         stop = pos + 7 + size
         if end <= stop:
             break
+        if frame_type not in _FRAME_TYPES:
+            payload = bytes(buffer[pos + 7 : stop])
+            raise errors.ConnectionError_(
+                errors.FRAME_ERROR,
+                f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
+            )
         if buffer[stop] != FRAME_END:
             raise errors.ConnectionError_(
                 errors.FRAME_ERROR,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from pamqp import body, commands, frame, header
+from pamqp import base, body, commands, frame, header
 
 from amqpbroker import errors
 from amqpbroker.broker.message import Message
@@ -72,8 +72,7 @@ def read_frames(data: bytes) -> list[tuple[int, Any]]:
 
 def methods(data: bytes) -> list[tuple[int, Any]]:
     """Only the method frames of `data`, as (channel, method)."""
-    return [(ch, f) for ch, f in read_frames(data) if isinstance(f, commands.base.Frame)
-            and f.name not in ("ContentHeader", "ContentBody", "Heartbeat")]
+    return [(ch, f) for ch, f in read_frames(data) if isinstance(f, base.Frame)]
 
 
 # --- the protocol's Handler ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""§2.6 channels and framing: every case closes the connection (or, where noted, the channel)."""
+"""§2.6 channels and framing: connection-level errors, channel_max accounting, reopening."""
 
 from __future__ import annotations
 
