@@ -46,6 +46,13 @@ from amqpbroker.protocol.framing import (
 
 HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
 
+# RabbitMQ also accepts the 0-9 and 0-8 headers, answering with their version numbers.
+ACCEPTED_HEADERS = {
+    PROTOCOL_HEADER: (0, 9),
+    b"AMQP\x01\x01\x00\x09": (0, 9),
+    b"AMQP\x01\x01\x08\x00": (8, 0),
+    b"AMQP\x01\x01\x09\x01": (8, 0),
+}
 PRE_AUTH_FRAME_MAX = 4096
 MIN_FRAME_MAX = 4096
 
@@ -167,12 +174,13 @@ class Connection:
             if self.state == HEADER:
                 if len(buffer) < 8:
                     return
-                if bytes(buffer[:8]) != PROTOCOL_HEADER:
+                version = ACCEPTED_HEADERS.get(bytes(buffer[:8]))
+                if version is None:
                     self.out.append(PROTOCOL_HEADER)
                     self._finish("bad protocol header")
                     return
                 del buffer[:8]
-                self._send_start()
+                self._send_start(*version)
             while self.state != CLOSED:
                 frames, used = parse_frames(buffer, self.max_payload)
                 if used:
@@ -184,6 +192,7 @@ class Connection:
                     if self.state == CLOSED:
                         return
         except errors.ConnectionError_ as exc:
+            buffer.clear()
             if self.state < RUNNING:
                 self._finish(exc.reply_text)
             else:
@@ -227,18 +236,17 @@ class Connection:
                 errors.CHANNEL_ERROR, "expected 'channel.open'" if channel <= self.channel_max
                 else f"channel number {channel} above channel_max {self.channel_max}"
             )
+        if frame_type == FRAME_HEADER:
+            done = assembler.content_header(payload)
+        else:
+            done = assembler.content_body(payload)
+        if not done:
+            return
         try:
-            if frame_type == FRAME_HEADER:
-                done = assembler.content_header(payload)
-            elif frame_type == FRAME_BODY:
-                done = assembler.content_body(payload)
-            else:
-                raise errors.ConnectionError_(errors.FRAME_ERROR, "unknown frame type")
-            if done:
-                body = assembler.take_body() if frame_type == FRAME_BODY else b""
-                self.handler.on_publish(channel, assembler.args,  # type: ignore[arg-type]
-                                        assembler.header, assembler.info,  # type: ignore[arg-type]
-                                        body)
+            body = assembler.take_body() if frame_type == FRAME_BODY else b""
+            self.handler.on_publish(channel, assembler.args,  # type: ignore[arg-type]
+                                    assembler.header, assembler.info,  # type: ignore[arg-type]
+                                    body)
         except errors.ChannelError as exc:
             self.close_channel(channel, exc.at(60, 40))
         except errors.ConnectionError_ as exc:
@@ -255,6 +263,12 @@ class Connection:
                     self.send_method(channel, commands.Channel.CloseOk())
                     self.closing_channels.discard(channel)
                 return
+            if index == CHANNEL_OPEN and len(self.channels) >= self.channel_max:
+                raise errors.ConnectionError_(
+                    errors.NOT_ALLOWED,
+                    f"number of channels opened ({len(self.channels)}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})",
+                )
             if channel > self.channel_max:
                 raise errors.ConnectionError_(
                     errors.CHANNEL_ERROR,
@@ -314,10 +328,10 @@ class Connection:
 
     # --- connection class ------------------------------------------------------------
 
-    def _send_start(self) -> None:
+    def _send_start(self, major: int, minor: int) -> None:
         self.state = START
         self.send_method(0, commands.Connection.Start(
-            version_major=0, version_minor=9,
+            version_major=major, version_minor=minor,
             server_properties=server_properties(self.capabilities),
             mechanisms="PLAIN AMQPLAIN", locales="en_US",
         ))
@@ -380,6 +394,8 @@ class Connection:
         self.mechanism = mechanism
         self.username = username
         if not self.handler.authenticate(mechanism, username, password):
+            if not self.client_capabilities.get("authentication_failure_close"):
+                raise errors.HandshakeFailed(f"login refused for user {username!r}")
             self.close(errors.login_refused(mechanism))
             return
         self.state = TUNE

@@ -118,6 +118,7 @@ class HeaderInfo(NamedTuple):
     priority: int  # -1 when absent
     expiration: str | None
     headers_span: tuple[int, int] | None  # [start, end) of the table incl. its length
+    user_id: str | None
 
 
 # NamedTuple's generated __new__ costs twice as much as building the tuple directly.
@@ -313,12 +314,13 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
     if flags & _CONTINUATION:
         raise ValueError("content header property flags continue past 16 bits")
     if not flags:
-        return _new_tuple(HeaderInfo, (body_size, 0, -1, None, None))
+        return _new_tuple(HeaderInfo, (body_size, 0, -1, None, None, None))
     off = _CONTENT_HEADER_SIZE
     delivery_mode = 0
     priority = -1
     expiration = None
     headers_span = None
+    user_id = None
     try:
         if flags & _CONTENT_TYPE:
             off += 1 + hp[off]
@@ -352,7 +354,11 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
             if flags & _TYPE:
                 off += 1 + hp[off]
             if flags & _USER_ID:
-                off += 1 + hp[off]
+                start = off + 1
+                off = start + hp[off]
+                if off > len(hp):
+                    raise ValueError("content header truncated")
+                user_id = str(hp[start:off], "utf-8")
             if flags & _APP_ID:
                 off += 1 + hp[off]
             if flags & _CLUSTER_ID:
@@ -362,7 +368,7 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
     if off > len(hp):
         raise ValueError("content header truncated")
     return _new_tuple(
-        HeaderInfo, (body_size, delivery_mode, priority, expiration, headers_span)
+        HeaderInfo, (body_size, delivery_mode, priority, expiration, headers_span, user_id)
     )
 
 

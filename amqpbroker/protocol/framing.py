@@ -111,9 +111,7 @@ def decode_method(index: int, payload: bytes) -> base.Frame:
     try:
         method.unmarshal(payload[4:])
     except UnicodeDecodeError as exc:
-        raise errors.ConnectionError_(
-            errors.FRAME_ERROR, "Malformed UTF-8 in shortstr", index >> 16, index & 0xFFFF
-        ) from exc
+        raise errors.ConnectionError_(errors.FRAME_ERROR, "Malformed UTF-8 in shortstr") from exc
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError) as exc:
         raise errors.ConnectionError_(
             errors.FRAME_ERROR,

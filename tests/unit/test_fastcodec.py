@@ -424,6 +424,7 @@ def test_scan_header_matches_pamqp(props: commands.Basic.Properties, body_size: 
     assert info.delivery_mode == (props.delivery_mode or 0)
     assert info.priority == (-1 if props.priority is None else props.priority)
     assert info.expiration == (props.expiration or None)  # pamqp drops ""
+    assert info.user_id == (props.user_id or None)
     if props.headers is None:
         assert info.headers_span is None
     else:
@@ -487,12 +488,12 @@ def test_scan_header_all_properties_and_cluster_id() -> None:
 
 def test_scan_header_no_properties() -> None:
     hp = header_payload(commands.Basic.Properties(), 7)
-    assert fastcodec.scan_header(hp) == HeaderInfo(7, 0, -1, None, None)
+    assert fastcodec.scan_header(hp) == HeaderInfo(7, 0, -1, None, None, None)
 
 
 def test_scan_header_ignores_trailing_bytes() -> None:
     hp = header_payload(commands.Basic.Properties(priority=3), 7)
-    assert fastcodec.scan_header(hp + b"junk") == HeaderInfo(7, 0, 3, None, None)
+    assert fastcodec.scan_header(hp + b"junk") == HeaderInfo(7, 0, 3, None, None, None)
 
 
 def test_scan_header_rejects_wrong_class_and_continuation() -> None:

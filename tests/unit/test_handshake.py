@@ -593,14 +593,22 @@ def test_content_on_unopened_channel() -> None:
 
 def test_channel_number_above_channel_max_is_a_channel_error() -> None:
     """Stricter than RabbitMQ (which only counts open channels), as the issue asks: a
-    channel number above the negotiated channel_max is 504 CHANNEL_ERROR. Channels are
-    numbered 1..channel_max, so this also bounds how many can be open."""
+    channel number above the negotiated channel_max is 504 CHANNEL_ERROR."""
+    conn, _ = open_connection(tune=(3, 131072, 0))
+    open_channel(conn, 1)
+    conn.receive_data(method_frame(4, commands.Channel.Open()), 0.0)
+    assert_closed_with(conn, 504, "CHANNEL_ERROR - channel number 4 above channel_max 3",
+                       (20, 10))
+
+
+def test_more_channels_than_channel_max() -> None:
+    """RabbitMQ: the count is checked first, 530 with c/m 0/0."""
     conn, _ = open_connection(tune=(3, 131072, 0))
     for channel in (1, 2, 3):
         open_channel(conn, channel)
     conn.receive_data(method_frame(4, commands.Channel.Open()), 0.0)
-    assert_closed_with(conn, 504, "CHANNEL_ERROR - channel number 4 above channel_max 3",
-                       (20, 10))
+    assert_closed_with(conn, 530, "NOT_ALLOWED - number of channels opened (3) has reached "
+                       "the negotiated channel_max (3)", (0, 0))
 
 
 def test_closed_channel_frees_a_slot() -> None:
