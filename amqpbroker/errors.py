@@ -199,3 +199,24 @@ def message_too_large(size: int, limit: int) -> ChannelError:
         PRECONDITION_FAILED,
         f"message size {size} is larger than configured max size {limit}",
     )
+
+
+def invalid_arg_type(type_word: str, arg: str, name: str, vhost: str) -> ChannelError:
+    return ChannelError(
+        PRECONDITION_FAILED, f"invalid type '{type_word}' for arg '{arg}' in {_q(name, vhost)}"
+    )
+
+
+def invalid_queue_property(prop: str, name: str, vhost: str) -> ChannelError:
+    return ChannelError(PRECONDITION_FAILED, f"invalid property '{prop}' for {_q(name, vhost)}")
+
+
+def invalid_expiration(value: str, detail: str) -> ChannelError:
+    return ChannelError(PRECONDITION_FAILED, f"invalid expiration '{value}': {detail}")
+
+
+def user_id_mismatch(user_id: str, username: str) -> ChannelError:
+    return ChannelError(
+        PRECONDITION_FAILED,
+        f"user_id property set to '{user_id}' but authenticated user was '{username}'",
+    )

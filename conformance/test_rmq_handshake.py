@@ -130,9 +130,8 @@ def test_unknown_vhost(connect: Connect) -> None:
 
 
 @pytest.mark.parametrize(("channel_max", "frame_max"), [
-    (None, 0), (None, 4095), (None, 131073), (0, None), (2048, None),
-], ids=["frame_max-0", "frame_max-4095", "frame_max-131073", "channel_max-0",
-        "channel_max-2048"])
+    (None, 4095), (None, 131073), (2048, None),
+], ids=["frame_max-4095", "frame_max-131073", "channel_max-2048"])
 def test_bad_tune_ok_fails_handshake(connect: Connect, channel_max: int | None,
                                      frame_max: int | None) -> None:
     client = connect(handshake=False)
@@ -143,7 +142,10 @@ def test_bad_tune_ok_fails_handshake(connect: Connect, channel_max: int | None,
     client.expect_disconnect(allow_close=True)
 
 
-@pytest.mark.parametrize(("channel_max", "frame_max"), [(1, 4096), (2047, 131072), (10, 8192)])
+# 0 means "no limit of mine" (spec; the issue: lower non-zero wins), so ours applies.
+# RabbitMQ 3.10 fails the handshake instead.
+@pytest.mark.parametrize(("channel_max", "frame_max"), [(1, 4096), (2047, 131072), (10, 8192),
+                                                        (0, 131072), (2047, 0)])
 def test_good_tune_ok_accepted(connect: Connect, channel_max: int, frame_max: int) -> None:
     connect(channel_max=channel_max, frame_max=frame_max).assert_usable()
 

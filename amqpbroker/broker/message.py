@@ -19,11 +19,12 @@ class Message:
     """One published message, shared by every queue it was routed to."""
 
     __slots__ = ("_headers", "body", "decoder", "exchange", "expiration", "header",
-                 "headers_span", "persistent", "priority", "routing_key")
+                 "headers_span", "persistent", "priority", "routing_key", "user_id")
 
     def __init__(self, exchange: str, routing_key: str, header: bytes, body: bytes,
                  delivery_mode: int, priority: int, expiration: str | None,
-                 headers_span: tuple[int, int] | None, decoder: HeadersDecoder) -> None:
+                 headers_span: tuple[int, int] | None, user_id: str | None,
+                 decoder: HeadersDecoder) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.header = header
@@ -32,6 +33,7 @@ class Message:
         self.priority = priority
         self.expiration = expiration
         self.headers_span = headers_span
+        self.user_id = user_id
         self.decoder = decoder
         self._headers: dict[str, Any] | None = None
 

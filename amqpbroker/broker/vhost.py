@@ -7,9 +7,12 @@ exchange-to-exchange bindings and alternate exchanges lives here too.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker import errors, names
+from amqpbroker.broker.arguments import check_queue, field_type
 from amqpbroker.broker.exchange import Exchange, freeze
 from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
@@ -33,33 +36,26 @@ QUEUE_ARGS = (
 )
 
 
-def _type_word(value: Any) -> str:
-    """The AMQP field type RabbitMQ names in its texts, as our clients encode it."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        if -128 <= value <= 127:
-            return "byte"
-        if -32768 <= value <= 32767:
-            return "short"
-        if -(2**31) <= value < 2**31:
-            return "signedint"
-        return "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    return "longstr"
-
-
 def _render(value: Any) -> str:
+    """A value as RabbitMQ prints it in its texts (Erlang's short float form)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return _erlang_float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def _erlang_float(value: float) -> str:
+    """Erlang's shortest float text: the shorter of fixed and scientific (1.0e3, 0.5)."""
+    shortest = repr(value)
+    if not math.isfinite(value) or "e" in shortest:
+        return shortest
+    sign, digits, exponent = Decimal(shortest).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    scientific = f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}e{exponent + len(digits) - 1}"
+    return scientific if len(scientific) < len(shortest) else shortest
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -81,13 +77,13 @@ def _check_args(kind: str, name: str, vhost: str, known: tuple[str, ...],
         if new is None:
             raise errors.inequivalent_arg(
                 arg, kind, name, vhost, "none",
-                f"the value '{_render(old)}' of type '{_type_word(old)}'")
+                f"the value '{_render(old)}' of type '{field_type(old)}'")
         if old is None:
             if arg == "x-queue-type" and new == "classic":
                 continue
             raise errors.inequivalent_arg(
                 arg, kind, name, vhost,
-                f"the value '{_render(new)}' of type '{_type_word(new)}'", "none")
+                f"the value '{_render(new)}' of type '{field_type(new)}'", "none")
         if not _same(new, old):
             raise errors.inequivalent_arg(
                 arg, kind, name, vhost, f"'{_render(new)}'", f"'{_render(old)}'")
@@ -226,6 +222,7 @@ class VirtualHost:
             name = names.server_named_queue()
         elif names.is_reserved(name):
             raise errors.reserved_name("queue", name)
+        check_queue(name, self.name, durable, exclusive, auto_delete, arguments)
         owner = session if exclusive else None
         queue = Queue(name, self.name, durable, auto_delete, owner, arguments)
         self.queues[name] = queue

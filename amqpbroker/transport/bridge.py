@@ -90,7 +90,8 @@ class ClientConnection:
                    info: fastcodec.HeaderInfo, body: bytes) -> None:
         assert self.session is not None
         message = Message(args[0], args[1], header, body, info.delivery_mode, info.priority,
-                          info.expiration, info.headers_span, fastcodec.decode_headers)
+                          info.expiration, info.headers_span, info.user_id,
+                          fastcodec.decode_headers)
         publish(self.session.channels[channel], args, message)
 
     def on_closed(self) -> None:

@@ -192,4 +192,4 @@ def make_message(exchange: str = "", routing_key: str = "", data: bytes = b"",
     head = header.ContentHeader(0, len(data), properties).marshal()
     info = fastcodec.scan_header(head)
     return Message(exchange, routing_key, head, data, info.delivery_mode, info.priority,
-                   info.expiration, info.headers_span, fastcodec.decode_headers)
+                   info.expiration, info.headers_span, info.user_id, fastcodec.decode_headers)

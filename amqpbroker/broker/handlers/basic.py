@@ -11,6 +11,7 @@ from typing import Any
 from pamqp import commands
 
 from amqpbroker import errors, names
+from amqpbroker.broker.arguments import check_expiration
 from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.consumer import Consumer
 from amqpbroker.broker.exchange import Exchange
@@ -22,7 +23,12 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
     exchange_name, _, mandatory, immediate = args
     if immediate:
         raise errors.not_implemented("immediate=true")
-    vhost = channel.session.vhost
+    session = channel.session
+    if message.expiration is not None:
+        check_expiration(message.expiration)
+    if message.user_id is not None and message.user_id != session.username:
+        raise errors.user_id_mismatch(message.user_id, session.username)
+    vhost = session.vhost
     exchange = None
     if exchange_name:
         exchange = vhost.exchanges.get(exchange_name)
