@@ -1,11 +1,13 @@
 """An embedded broker for test suites: in the current event loop, or in a thread.
 
-    async with running_broker() as url:          # inside an async test
+    async with running_broker() as broker:       # inside async code: broker.url
         ...
-    def test_x(amqp_url): ...                     # pytest fixture (plugin entry point)
+    with broker_in_thread() as broker:           # from synchronous code
+        ...
 
-The fixtures run the broker on its own event loop in a background thread, so blocking
-clients (pika, kombu) and async ones (aio-pika) can use it alike.
+`broker_in_thread` runs the broker on its own event loop in a background thread, so
+blocking clients (pika, kombu) and async ones (aio-pika) can use it alike; the pytest
+fixtures in `amqpbroker.pytest_plugin` are built on it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import pytest
 from anyio.from_thread import start_blocking_portal
 
 from amqpbroker.app import running
@@ -53,16 +54,3 @@ def broker_in_thread(**overrides: Any) -> Iterator[EmbeddedBroker]:
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(
             running_broker(**overrides)) as broker:
         yield broker
-
-
-@pytest.fixture
-def amqp_broker() -> Iterator[EmbeddedBroker]:
-    """A fresh broker for one test, on an ephemeral port."""
-    with broker_in_thread() as broker:
-        yield broker
-
-
-@pytest.fixture
-def amqp_url(amqp_broker: EmbeddedBroker) -> str:
-    """The `amqp://` URL of a fresh broker for one test."""
-    return amqp_broker.url

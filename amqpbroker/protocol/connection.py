@@ -63,6 +63,8 @@ BASIC_NACK = 0x003C0078
 CHANNEL_OPEN = 0x0014000A
 CHANNEL_CLOSE = 0x00140028
 CHANNEL_CLOSE_OK = 0x00140029
+CONNECTION_CLOSE = 0x000A0032
+CONNECTION_CLOSE_OK = 0x000A0033
 CONNECTION_CLASS = 10
 CHANNEL_CLASS = 20
 
@@ -204,9 +206,9 @@ class Connection:
         if self.state == CLOSING:
             if frame_type == FRAME_METHOD and channel == 0:
                 index = method_index(payload)
-                if index == 0x000A0033:  # Close-Ok
+                if index == CONNECTION_CLOSE_OK:
                     self._finish(self.close_reason or "closed")
-                elif index == 0x000A0032:  # Close
+                elif index == CONNECTION_CLOSE:
                     self.send_method(0, commands.Connection.CloseOk())
                     self._finish(self.close_reason or "closed")
             return

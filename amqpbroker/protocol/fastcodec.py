@@ -297,6 +297,15 @@ def encode_nack(channel: int, delivery_tag: int, multiple: bool, requeue: bool) 
 # --------------------------------------------------------------------------- content header
 
 
+def _shortstr_at(data: bytes, off: int) -> tuple[str, int]:
+    """The UTF-8 short string at `off` and the offset after it."""
+    start = off + 1
+    end = start + data[off]
+    if end > len(data):
+        raise ValueError("content header truncated")
+    return str(data[start:end], "utf-8"), end
+
+
 def scan_header(header_payload: bytes) -> HeaderInfo:
     """Read body size, delivery_mode, priority, expiration and the headers' span.
 
@@ -341,11 +350,7 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
         if flags & _REPLY_TO:
             off += 1 + hp[off]
         if flags & _EXPIRATION:
-            start = off + 1
-            off = start + hp[off]
-            if off > len(hp):
-                raise ValueError("content header truncated")
-            expiration = str(hp[start:off], "utf-8")
+            expiration, off = _shortstr_at(hp, off)
         if flags & _AFTER_EXPIRATION:
             if flags & _MESSAGE_ID:
                 off += 1 + hp[off]
@@ -354,11 +359,7 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
             if flags & _TYPE:
                 off += 1 + hp[off]
             if flags & _USER_ID:
-                start = off + 1
-                off = start + hp[off]
-                if off > len(hp):
-                    raise ValueError("content header truncated")
-                user_id = str(hp[start:off], "utf-8")
+                user_id, off = _shortstr_at(hp, off)
             if flags & _APP_ID:
                 off += 1 + hp[off]
             if flags & _CLUSTER_ID:
