@@ -12,16 +12,21 @@ import anyio
 from amqpbroker.broker.broker import Broker
 from amqpbroker.config import Settings
 from amqpbroker.protocol.connection import Limits
+from amqpbroker.transport.alarms import total_memory
 from amqpbroker.transport.server import Server
 
 log = logging.getLogger("amqpbroker")
 
 
 def build(settings: Settings) -> Server:
-    broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost)
+    timeout = settings.consumer_timeout
+    broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
+                    consumer_timeout=timeout / 1000.0 if timeout else None)
     limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
                     settings.handshake_timeout, settings.max_message_size)
-    return Server(broker, settings.host, settings.port, limits)
+    watermark = settings.memory_high_watermark
+    memory_limit = int(total_memory() * watermark) if watermark > 0 else None
+    return Server(broker, settings.host, settings.port, limits, memory_limit)
 
 
 @asynccontextmanager

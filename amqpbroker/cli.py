@@ -36,14 +36,16 @@ def main() -> None:
               envvar=["AMQPBROKER_DEFAULT_VHOST", "RABBITMQ_DEFAULT_VHOST"])
 @click.option("--heartbeat", default=60, show_default=True, envvar="AMQPBROKER_HEARTBEAT",
               type=click.IntRange(0, 65535), help="Heartbeat interval offered, in seconds.")
+@click.option("--consumer-timeout", default=None, envvar="AMQPBROKER_CONSUMER_TIMEOUT",
+              type=click.IntRange(1), help="Consumer acknowledgement timeout in ms (off).")
 def serve(host: str, port: int, log_level: str, default_user: str, default_pass: str,
-          default_vhost: str, heartbeat: int) -> None:
+          default_vhost: str, heartbeat: int, consumer_timeout: int | None) -> None:
     """Start the broker and serve until SIGINT or SIGTERM."""
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(host=host, port=port, log_level=log_level, default_user=default_user,
                         default_pass=default_pass, default_vhost=default_vhost,
-                        heartbeat=heartbeat)
+                        heartbeat=heartbeat, consumer_timeout=consumer_timeout)
     try:
         run(settings)
     except OSError as exc:

@@ -18,3 +18,5 @@ class Settings:
     heartbeat: int = 60
     handshake_timeout: float = 10.0
     max_message_size: int = 134217728
+    consumer_timeout: int | None = None  # milliseconds; None: off
+    memory_high_watermark: float = 0.4  # fraction of RAM; 0: no memory alarm

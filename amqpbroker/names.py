@@ -13,6 +13,8 @@ RESERVED_PREFIX = "amq."
 DEFAULT_EXCHANGE = ""
 SERVER_NAMED_QUEUE_PREFIX = "amq.gen-"
 CONSUMER_TAG_PREFIX = "amq.ctag-"
+REPLY_TO = "amq.rabbitmq.reply-to"  # direct reply-to's pseudo-queue
+REPLY_TO_PREFIX = REPLY_TO + "."  # ... and the addresses it hands out
 
 
 def is_reserved(name: str) -> bool:

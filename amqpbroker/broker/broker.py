@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from amqpbroker.broker.channel import Sink
 from amqpbroker.broker.session import Session
+from amqpbroker.broker.timers import Timers
 from amqpbroker.broker.vhost import VirtualHost
 
 
@@ -13,9 +15,15 @@ class Broker:
     """All state of one running broker, in memory."""
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest",
-                 default_vhost: str = "/") -> None:
+                 default_vhost: str = "/", timers: Timers | None = None,
+                 consumer_timeout: float | None = None) -> None:
+        self.timers = timers or Timers()
+        self.consumer_timeout = consumer_timeout
         self.users: dict[str, str] = {default_user: default_pass}
-        self.vhosts: dict[str, VirtualHost] = {default_vhost: VirtualHost(default_vhost)}
+        self.alarms: set[str] = set()
+        self.alarm_listeners: list[Callable[[bool], None]] = []
+        self.vhosts: dict[str, VirtualHost] = {
+            default_vhost: VirtualHost(default_vhost, self.timers)}
 
     def authenticate(self, username: str, password: str) -> bool:
         """Unknown user and wrong password take the same path and the same time."""
@@ -24,9 +32,21 @@ class Broker:
         ok = hmac.compare_digest(expected, password.encode("utf-8"))
         return ok and stored is not None
 
+    def set_alarm(self, resource: str, active: bool) -> None:
+        """Raise or clear a resource alarm (memory, disk); while any is raised, publishers
+        are blocked. Listeners hear only when the blocked state changes."""
+        was_blocked = bool(self.alarms)
+        if active:
+            self.alarms.add(resource)
+        else:
+            self.alarms.discard(resource)
+        if bool(self.alarms) != was_blocked:
+            for listener in self.alarm_listeners:
+                listener(bool(self.alarms))
+
     def open_session(self, vhost_name: str, username: str, sink: Sink,
                      cancel_notify: bool) -> Session | None:
         vhost = self.vhosts.get(vhost_name)
         if vhost is None:
             return None
-        return Session(vhost, username, sink, cancel_notify)
+        return Session(vhost, username, sink, cancel_notify, self.consumer_timeout)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from amqpbroker.broker.message import Entry, Message
     from amqpbroker.broker.queue import Queue
     from amqpbroker.broker.session import Session
+    from amqpbroker.broker.timers import Timer
 
 
 class Sink(Protocol):
@@ -33,14 +34,17 @@ class Sink(Protocol):
 
 
 class Unacked:
-    """A delivery awaiting its ack: where it came from and which consumer holds it."""
+    """A delivery awaiting its ack: where it came from, which consumer holds it, and when
+    its acknowledgement times out (None: never)."""
 
-    __slots__ = ("consumer", "entry", "queue")
+    __slots__ = ("consumer", "deadline", "entry", "queue")
 
-    def __init__(self, queue: Queue, entry: Entry, consumer: Consumer | None) -> None:
+    def __init__(self, queue: Queue, entry: Entry, consumer: Consumer | None,
+                 deadline: float | None = None) -> None:
         self.queue = queue
         self.entry = entry
         self.consumer = consumer
+        self.deadline = deadline
 
 
 class Channel:
@@ -64,6 +68,9 @@ class Channel:
         self.confirm_pending = 0
         self.tx: list[tuple[str, Any]] | None = None
         self.last_queue = ""
+        self.reply_consumer: Consumer | None = None
+        self.reply_token = ""
+        self._timeout_timer: Timer | None = None
 
     # --- delivery --------------------------------------------------------------
 
@@ -72,13 +79,38 @@ class Channel:
         self.next_tag += 1
         tag = self.next_tag
         if not consumer.no_ack:
-            self.unacked[tag] = Unacked(consumer.queue, entry, consumer)
+            deadline = None
+            if consumer.timeout is not None:
+                timers = self.session.vhost.timers
+                deadline = timers.now() + consumer.timeout
+                if self._timeout_timer is None:
+                    self._timeout_timer = timers.call_at(deadline, self._check_timeouts)
+            self.unacked[tag] = Unacked(consumer.queue, entry, consumer, deadline)
             self.unacked_count += 1
             consumer.unacked += 1
         self.sink.send_deliver(self.id, consumer, tag, entry.redelivered, entry.message)
 
+    def _check_timeouts(self, now: float) -> None:
+        """Consumer acknowledgement timeout: close the channel with 406, as RabbitMQ."""
+        self._timeout_timer = None
+        deadlines = [r.deadline for r in self.unacked.values() if r.deadline is not None]
+        if not deadlines:
+            return
+        for record in self.unacked.values():
+            if record.deadline is not None and record.deadline <= now:
+                timeout = record.consumer.timeout if record.consumer else None
+                self.sink.close_channel(self.id, errors.ChannelError(
+                    errors.PRECONDITION_FAILED,
+                    f"delivery acknowledgement on channel {self.id} timed out. Timeout value "
+                    f"used: {round((timeout or 0) * 1000)} ms. This timeout value can be "
+                    "configured, see consumers doc guide to learn more"))
+                return
+        self._timeout_timer = self.session.vhost.timers.call_at(
+            min(deadlines), self._check_timeouts)
+
     def get(self, queue: Queue, no_ack: bool) -> None:
         """Basic.Get: one message or Get-Empty."""
+        queue.touch()
         entry = queue.pop()
         if entry is None:
             self.sink.send_method(self.id, commands.Basic.GetEmpty())
@@ -162,6 +194,11 @@ class Channel:
     # --- consumers ---------------------------------------------------------------
 
     def cancel(self, tag: str) -> Consumer | None:
+        reply = self.reply_consumer
+        if reply is not None and reply.tag == tag:
+            self.session.vhost.reply_channels.pop(self.reply_token, None)
+            self.reply_consumer = None
+            return reply
         consumer = self.consumers.pop(tag, None)
         if consumer is not None:
             queue = consumer.queue
@@ -200,5 +237,10 @@ class Channel:
         """The channel is gone: cancel its consumers, requeue what it had not acked."""
         for tag in list(self.consumers):
             self.cancel(tag)
+        if self.reply_consumer is not None:
+            self.cancel(self.reply_consumer.tag)
         self.requeue_all()
         self.tx = None
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+            self._timeout_timer = None

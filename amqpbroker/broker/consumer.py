@@ -12,11 +12,12 @@ if TYPE_CHECKING:
 class Consumer:
     """Delivers messages of `queue` to `channel` under the tag `tag`."""
 
-    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "queue", "tag",
-                 "tag_bytes", "unacked")
+    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "priority", "queue",
+                 "tag", "tag_bytes", "timeout", "unacked")
 
-    def __init__(self, channel: Channel, queue: Queue, tag: str, no_ack: bool, exclusive: bool,
-                 prefetch: int, arguments: dict[str, Any]) -> None:
+    def __init__(self, channel: Channel, queue: Queue | None, tag: str, no_ack: bool,
+                 exclusive: bool, prefetch: int, arguments: dict[str, Any],
+                 timeout: float | None = None) -> None:
         self.channel = channel
         self.queue = queue
         self.tag = tag
@@ -25,6 +26,9 @@ class Consumer:
         self.exclusive = exclusive
         self.prefetch = prefetch
         self.arguments = arguments
+        priority = arguments.get("x-priority", 0)
+        self.priority = priority if isinstance(priority, int) else 0
+        self.timeout = timeout
         self.unacked = 0
 
     def can_take(self) -> bool:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from amqpbroker.broker.routing import ROUTERS
+from amqpbroker.broker.routing import ROUTERS, HeadersRouter
 
 if TYPE_CHECKING:
     from amqpbroker.broker.queue import Queue
+
+DELAYED_TYPE = "x-delayed-message"
+
 
 def freeze(value: Any) -> Any:
     """A hashable, order-independent form of a binding's arguments."""
@@ -23,8 +26,8 @@ def freeze(value: Any) -> Any:
 class Exchange:
     """One exchange of one virtual host. The default exchange has no router."""
 
-    __slots__ = ("alternate", "arguments", "auto_delete", "bindings", "durable", "inbound",
-                 "internal", "name", "router", "type", "vhost_name")
+    __slots__ = ("alternate", "arguments", "auto_delete", "bindings", "by_headers", "delayed",
+                 "durable", "inbound", "internal", "name", "router", "type", "vhost_name")
 
     def __init__(self, name: str, vhost_name: str, type_: str, durable: bool,
                  auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
@@ -37,7 +40,10 @@ class Exchange:
         self.arguments = arguments
         alternate = arguments.get("alternate-exchange")
         self.alternate = alternate if isinstance(alternate, str) else None
-        self.router = ROUTERS[type_]()
+        # x-delayed-message holds messages, then routes them as its x-delayed-type does.
+        self.delayed = type_ == DELAYED_TYPE
+        self.router = ROUTERS[arguments["x-delayed-type"] if self.delayed else type_]()
+        self.by_headers = isinstance(self.router, HeadersRouter)
         self.bindings: dict[tuple[Queue | Exchange, str, Any], dict[str, Any]] = {}
         self.inbound: set[tuple[Exchange, str, Any]] = set()
 

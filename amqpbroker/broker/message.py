@@ -49,15 +49,37 @@ class Message:
         return self._headers
 
 
+    def sender_routes(self) -> list[str]:
+        """CC and BCC header values: extra routing keys chosen by the sender. The raw
+        header bytes are searched first, so most messages never decode their headers."""
+        if self._headers is None:
+            span = self.headers_span
+            if span is None:
+                return []
+            raw = self.header[span[0]:span[1]]
+            if b"\x02CC" not in raw and b"\x03BCC" not in raw:
+                return []
+        headers = self.headers or {}
+        routes: list[str] = []
+        for key in ("CC", "BCC"):
+            values = headers.get(key)
+            if isinstance(values, list):
+                routes.extend(v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                              for v in values if isinstance(v, str | bytes))
+        return routes
+
+
 class Entry:
-    """A message's place in one queue: its sequence number and redelivered flag."""
+    """A message's place in one queue: sequence number, redelivery state, expiry time."""
 
-    __slots__ = ("message", "redelivered", "seq")
+    __slots__ = ("delivery_count", "expires_at", "message", "redelivered", "seq")
 
-    def __init__(self, seq: int, message: Message) -> None:
+    def __init__(self, seq: int, message: Message, expires_at: float | None) -> None:
         self.seq = seq
         self.message = message
+        self.expires_at = expires_at
         self.redelivered = False
+        self.delivery_count = 0
 
     def __lt__(self, other: Entry) -> bool:
         return self.seq < other.seq

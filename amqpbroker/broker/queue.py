@@ -1,46 +1,85 @@
-"""A queue: ready messages in publish order, its consumers, round-robin dispatch.
+"""A queue: its ready messages, its consumers, dispatch, and the RabbitMQ extensions
+that act on them: message TTL, queue expiry, length limits with overflow, priorities,
+single active consumer, consumer priorities and delivery limits.
 
-Requeued messages go back to their original publish position (RabbitMQ's behaviour):
-they are kept in `returned`, sorted by sequence number, and always precede `ready`,
-because every message handed out was older than every message still waiting.
+Dead-lettering and deletion are the virtual host's business; the queue asks for them.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from amqpbroker.broker import properties
+from amqpbroker.broker.buffers import FifoBuffer, PriorityBuffer
 from amqpbroker.broker.message import Entry, Message
 
 if TYPE_CHECKING:
     from amqpbroker.broker.consumer import Consumer
     from amqpbroker.broker.exchange import Exchange
     from amqpbroker.broker.session import Session
+    from amqpbroker.broker.timers import Timer
+    from amqpbroker.broker.vhost import VirtualHost
+
+QUORUM_DELIVERY_LIMIT = 20
+
+
+def _seconds(value: Any) -> float | None:
+    return value / 1000.0 if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
 
 
 class Queue:
     """One queue of one virtual host."""
 
-    __slots__ = ("arguments", "auto_delete", "consumers", "deleted", "durable",
-                 "exclusive_owner", "had_consumer", "inbound", "name", "next_seq", "ready",
-                 "returned", "vhost_name")
-
-    def __init__(self, name: str, vhost_name: str, durable: bool, auto_delete: bool,
+    def __init__(self, name: str, vhost: VirtualHost, durable: bool, auto_delete: bool,
                  exclusive_owner: Session | None, arguments: dict[str, Any]) -> None:
         self.name = name
-        self.vhost_name = vhost_name
+        self.vhost = vhost
+        self.vhost_name = vhost.name
         self.durable = durable
         self.auto_delete = auto_delete
         self.exclusive_owner = exclusive_owner
         self.arguments = arguments
-        self.ready: deque[Entry] = deque()
-        self.returned: list[Entry] = []
-        self.consumers: deque[Consumer] = deque()
+        self.queue_type = _text(arguments.get("x-queue-type")) or "classic"
+        self.message_ttl = _seconds(arguments.get("x-message-ttl"))
+        self.expires = _seconds(arguments.get("x-expires"))
+        self.max_length = _count(arguments.get("x-max-length"))
+        self.max_length_bytes = _count(arguments.get("x-max-length-bytes"))
+        self.overflow = _text(arguments.get("x-overflow")) or "drop-head"
+        self.dead_letter_exchange = _text(arguments.get("x-dead-letter-exchange"))
+        self.dead_letter_routing_key = _text(arguments.get("x-dead-letter-routing-key"))
+        self.single_active = arguments.get("x-single-active-consumer") is True
+        self.consumer_timeout = _seconds(arguments.get("x-consumer-timeout"))
+        limit = _count(arguments.get("x-delivery-limit"))
+        if limit is None and self.queue_type == "quorum":
+            limit = QUORUM_DELIVERY_LIMIT
+        self.delivery_limit = limit
+        max_priority = _count(arguments.get("x-max-priority"))
+        self.buffer: FifoBuffer | PriorityBuffer = (
+            PriorityBuffer(max_priority) if max_priority is not None else FifoBuffer())
+        self.bytes = 0
+        self.has_ttl = self.message_ttl is not None
+        self.limited = self.max_length is not None or self.max_length_bytes is not None
+        self.groups: dict[int, deque[Consumer]] = {}
+        self.priorities: list[int] = []
+        self.consumer_count = 0
         self.inbound: set[tuple[Exchange, str, Any]] = set()
         self.next_seq = 0
         self.had_consumer = False
         self.deleted = False
+        self._expiry_timer: Timer | None = None
+        self._unused_timer: Timer | None = None
+        self.touch()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost_name!r}>"
@@ -48,66 +87,213 @@ class Queue:
     @property
     def message_count(self) -> int:
         """Messages ready for delivery (unacked ones excluded, as RabbitMQ)."""
-        return len(self.ready) + len(self.returned)
+        return len(self.buffer)
 
-    def enqueue(self, message: Message) -> None:
+    @property
+    def consumers(self) -> list[Consumer]:
+        return [c for priority in self.priorities for c in self.groups[priority]]
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def enqueue(self, message: Message) -> bool:
+        """Take a routed message; False when the queue refuses it (reject-publish)."""
+        size = len(message.body)
+        if self.limited and self.overflow != "drop-head" and self._full(size):
+            if self.overflow == "reject-publish-dlx":
+                self.vhost.dead_letter(self, message, "maxlen")
+            return False
+        expires_at = None
+        ttl = self.message_ttl
+        if message.expiration is not None:
+            self.has_ttl = True
+            per_message = _seconds(int(message.expiration)) if message.expiration else None
+            if per_message is not None and (ttl is None or per_message < ttl):
+                ttl = per_message
+        now = None
+        if ttl is not None:
+            now = self.vhost.timers.now()
+            expires_at = now + ttl
         self.next_seq += 1
-        self.ready.append(Entry(self.next_seq, message))
-        if self.consumers:
-            self.dispatch()
+        self.buffer.push(Entry(self.next_seq, message, expires_at))
+        self.bytes += size
+        if self.groups:
+            self.dispatch(now)
+        if self.limited:
+            self._drop_head_over_limit()
+        if expires_at is not None:
+            self._schedule_expiry()
+        return True
 
-    def pop(self) -> Entry | None:
-        if self.returned:
-            return self.returned.pop(0)
-        if self.ready:
-            return self.ready.popleft()
-        return None
+    def _full(self, incoming: int) -> bool:
+        if self.max_length is not None and len(self.buffer) >= self.max_length:
+            return True
+        return (self.max_length_bytes is not None
+                and self.bytes + incoming > self.max_length_bytes)
+
+    def _drop_head_over_limit(self) -> None:
+        while len(self.buffer) and (
+                (self.max_length is not None and len(self.buffer) > self.max_length)
+                or (self.max_length_bytes is not None and self.bytes > self.max_length_bytes)):
+            entry = self._take()
+            assert entry is not None
+            self.vhost.dead_letter(self, entry.message, "maxlen")
+
+    # --- taking messages out -----------------------------------------------------------------
+
+    def _take(self) -> Entry | None:
+        entry = self.buffer.pop()
+        if entry is not None:
+            self.bytes -= len(entry.message.body)
+        return entry
+
+    def pop(self, now: float | None = None) -> Entry | None:
+        """The next live message (expired ones at the head are dead-lettered on the way).
+        A message is live until strictly after its expiry time, so one with a TTL of 0
+        reaches a consumer that is ready when it arrives."""
+        entry = self._take()
+        if self.has_ttl:
+            if now is None:
+                now = self.vhost.timers.now()
+            while entry is not None and entry.expires_at is not None and entry.expires_at < now:
+                self.vhost.dead_letter(self, entry.message, "expired")
+                entry = self._take()
+            self._schedule_expiry()
+        return entry
 
     def requeue(self, entry: Entry) -> None:
-        """Put a delivered message back at its original position, marked redelivered."""
+        """Put a delivered message back at its original position, marked redelivered;
+        over the delivery limit it is dead-lettered instead."""
         if self.deleted:
             return
         entry.redelivered = True
-        bisect.insort(self.returned, entry)
+        entry.delivery_count += 1
+        if self.delivery_limit is not None:
+            if entry.delivery_count > self.delivery_limit:
+                self.vhost.dead_letter(self, entry.message, "delivery_limit")
+                return
+            headers = dict(entry.message.headers or {})
+            headers["x-delivery-count"] = entry.delivery_count
+            entry.message = properties.replace(entry.message, headers=headers)
+        self.buffer.requeue(entry)
+        self.bytes += len(entry.message.body)
+        if entry.expires_at is not None:
+            self._schedule_expiry()
+
+    def delete(self) -> None:
+        """The queue is gone: forget consumers, messages and timers."""
+        self.deleted = True
+        self.groups.clear()
+        self.priorities = []
+        self.consumer_count = 0
+        self.purge()
+        for timer in (self._expiry_timer, self._unused_timer):
+            if timer is not None:
+                timer.cancel()
 
     def purge(self) -> int:
-        count = self.message_count
-        self.ready.clear()
-        self.returned.clear()
+        count = len(self.buffer)
+        self.buffer.clear()
+        self.bytes = 0
         return count
 
+    # --- time -----------------------------------------------------------------------------
+
+    def _schedule_expiry(self) -> None:
+        head = self.buffer.peek()
+        when = head.expires_at if head is not None else None
+        timer = self._expiry_timer
+        if timer is not None:
+            if not timer.cancelled and timer.when == when:
+                return
+            timer.cancel()
+            self._expiry_timer = None
+        if when is not None and not self.deleted:
+            self._expiry_timer = self.vhost.timers.call_at(when, self._expire)
+
+    def _expire(self, now: float) -> None:
+        """Dead-letter (or drop) the expired messages at the head."""
+        buffer = self.buffer
+        while True:
+            head = buffer.peek()
+            if head is None or head.expires_at is None or head.expires_at > now:
+                break
+            self._take()
+            self.vhost.dead_letter(self, head.message, "expired")
+        self._schedule_expiry()
+
+    def touch(self) -> None:
+        """The queue was used (declared, gotten from, last consumer gone): x-expires
+        counts from now."""
+        if self.expires is None or self.deleted:
+            return
+        if self._unused_timer is not None:
+            self._unused_timer.cancel()
+            self._unused_timer = None
+        if not self.groups:
+            timers = self.vhost.timers
+            self._unused_timer = timers.call_at(timers.now() + self.expires, self._unused)
+
+    def _unused(self, now: float) -> None:
+        self._unused_timer = None
+        if not self.groups and not self.deleted:
+            self.vhost.remove_queue(self)
+
+    # --- consumers ---------------------------------------------------------------------------
+
     def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
+        priority = consumer.priority
+        group = self.groups.get(priority)
+        if group is None:
+            group = self.groups[priority] = deque()
+            self.priorities = sorted(self.groups, reverse=True)
+        group.append(consumer)
+        self.consumer_count += 1
         self.had_consumer = True
+        if self._unused_timer is not None:
+            self._unused_timer.cancel()
+            self._unused_timer = None
         self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        try:
-            self.consumers.remove(consumer)
-        except ValueError:
+        group = self.groups.get(consumer.priority)
+        if group is None or consumer not in group:
             return
+        group.remove(consumer)
+        self.consumer_count -= 1
+        if not group:
+            del self.groups[consumer.priority]
+            self.priorities = sorted(self.groups, reverse=True)
+        if not self.groups:
+            self.touch()
+        elif self.single_active:
+            self.dispatch()
 
     def has_exclusive_consumer(self) -> bool:
         return any(c.exclusive for c in self.consumers)
 
-    def dispatch(self) -> None:
-        """Hand ready messages to consumers with credit, round robin."""
-        consumers = self.consumers
-        if not consumers:
-            return
-        ready = self.ready
-        returned = self.returned
-        count = len(consumers)
-        idle = 0
-        while ready or returned:
-            consumer = consumers[0]
-            if count > 1:
-                consumers.rotate(-1)
-            if consumer.can_take():
-                entry = returned.pop(0) if returned else ready.popleft()
-                consumer.channel.deliver(consumer, entry)
-                idle = 0
-            else:
-                idle += 1
-                if idle >= count:
-                    return
+    def _next_consumer(self) -> Consumer | None:
+        """Highest priority first, round robin within a priority; with single active
+        consumer, only the first one registered."""
+        if self.single_active:
+            first = self.consumers[0]
+            return first if first.can_take() else None
+        for priority in self.priorities:
+            group = self.groups[priority]
+            for _ in range(len(group)):
+                consumer = group[0]
+                group.rotate(-1)
+                if consumer.can_take():
+                    return consumer
+        return None
+
+    def dispatch(self, now: float | None = None) -> None:
+        """Hand ready messages to consumers with credit."""
+        buffer = self.buffer
+        while len(buffer) and self.groups:
+            consumer = self._next_consumer()
+            if consumer is None:
+                return
+            entry = self.pop(now)
+            if entry is None:
+                return
+            consumer.channel.deliver(consumer, entry)

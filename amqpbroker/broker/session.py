@@ -17,8 +17,9 @@ class Session:
     """Everything the broker holds for one connection."""
 
     def __init__(self, vhost: VirtualHost, username: str, sink: Sink,
-                 cancel_notify: bool) -> None:
+                 cancel_notify: bool, consumer_timeout: float | None = None) -> None:
         self.vhost = vhost
+        self.consumer_timeout = consumer_timeout
         self.username = username
         self.sink = sink
         self.cancel_notify = cancel_notify

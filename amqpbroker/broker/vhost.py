@@ -12,14 +12,19 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker import errors, names
+from amqpbroker.broker import deadletter
 from amqpbroker.broker.arguments import check_queue, field_type
-from amqpbroker.broker.exchange import Exchange, freeze
+from amqpbroker.broker.exchange import DELAYED_TYPE, Exchange, freeze
 from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Message
     from amqpbroker.broker.session import Session
+    from amqpbroker.broker.timers import Timers
 
 PREDECLARED = (
     ("amq.direct", "direct"),
@@ -99,10 +104,12 @@ def _check_flag(arg: str, kind: str, name: str, vhost: str, received: bool,
 class VirtualHost:
     """Exchanges and queues of one virtual host."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, timers: Timers) -> None:
         self.name = name
+        self.timers = timers
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        self.reply_channels: dict[str, Channel] = {}
         for exchange_name, type_ in PREDECLARED:
             self.exchanges[exchange_name] = Exchange(
                 exchange_name, name, type_, True, False, False, {})
@@ -127,8 +134,12 @@ class VirtualHost:
             if existing is None:
                 raise errors.exchange_not_found(name, self.name)
             return existing
-        if type_ not in ROUTERS:
+        if type_ not in ROUTERS and type_ != DELAYED_TYPE:
             raise errors.unknown_exchange_type(type_)
+        if type_ == DELAYED_TYPE and arguments.get("x-delayed-type") not in ROUTERS:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED,
+                "Invalid argument, 'x-delayed-type' must be an existing exchange type")
         if existing is not None:
             if existing.type != type_:
                 raise errors.inequivalent_arg("type", "exchange", name, self.name,
@@ -206,7 +217,9 @@ class VirtualHost:
     def declare_queue(self, session: Session | None, name: str, passive: bool, durable: bool,
                       exclusive: bool, auto_delete: bool, arguments: dict[str, Any]) -> Queue:
         if passive:
-            return self.queue(name, session)
+            queue = self.queue(name, session)
+            queue.touch()
+            return queue
         existing = self.queues.get(name)
         if existing is not None:
             if existing.exclusive_owner is not None and existing.exclusive_owner is not session:
@@ -217,6 +230,7 @@ class VirtualHost:
             _check_flag("auto_delete", "queue", name, self.name, auto_delete,
                         existing.auto_delete)
             _check_args("queue", name, self.name, QUEUE_ARGS, arguments, existing.arguments)
+            existing.touch()
             return existing
         if not name:
             name = names.server_named_queue()
@@ -224,7 +238,7 @@ class VirtualHost:
             raise errors.reserved_name("queue", name)
         check_queue(name, self.name, durable, exclusive, auto_delete, arguments)
         owner = session if exclusive else None
-        queue = Queue(name, self.name, durable, auto_delete, owner, arguments)
+        queue = Queue(name, self, durable, auto_delete, owner, arguments)
         self.queues[name] = queue
         if owner is not None:
             owner.exclusive_queues.add(queue)
@@ -236,7 +250,7 @@ class VirtualHost:
         if queue is None:
             return 0
         self.queue(name, session)
-        if if_unused and queue.consumers:
+        if if_unused and queue.groups:
             raise errors.queue_in_use(name, self.name)
         if if_empty and queue.message_count:
             raise errors.queue_not_empty(name, self.name)
@@ -249,14 +263,13 @@ class VirtualHost:
         if self.queues.get(queue.name) is not queue:
             return
         del self.queues[queue.name]
-        queue.deleted = True
+        consumers = queue.consumers
+        queue.delete()
         for source, key, frozen in list(queue.inbound):
             source.unbind(queue, key, frozen)
             self._maybe_auto_delete(source)
-        for consumer in list(queue.consumers):
+        for consumer in consumers:
             consumer.channel.consumer_cancelled_by_server(consumer)
-        queue.consumers.clear()
-        queue.purge()
         if queue.exclusive_owner is not None:
             queue.exclusive_owner.exclusive_queues.discard(queue)
 
@@ -286,18 +299,33 @@ class VirtualHost:
 
     def consumer_gone(self, queue: Queue) -> None:
         """Auto-delete: a queue that had consumers goes when its last one does."""
-        if queue.auto_delete and queue.had_consumer and not queue.consumers:
+        if queue.auto_delete and queue.had_consumer and not queue.groups:
             self.remove_queue(queue)
 
     # --- routing -------------------------------------------------------------------------
 
-    def route(self, exchange: Exchange, message: Message) -> set[Queue]:
+    def route_message(self, exchange: Exchange | None, message: Message) -> set[Queue]:
+        """The queues a message reaches from `exchange` (None: the default exchange), by
+        its routing key and any CC/BCC sender-selected keys."""
+        extra = message.sender_routes()
+        if exchange is None:
+            queues = set()
+            for key in (message.routing_key, *extra):
+                queue = self.queues.get(key)
+                if queue is not None:
+                    queues.add(queue)
+            return queues
+        queues = self.route(exchange, message, message.routing_key)
+        for key in extra:
+            queues = queues | self.route(exchange, message, key)
+        return queues
+
+    def route(self, exchange: Exchange, message: Message, routing_key: str) -> set[Queue]:
         """Every queue the message reaches from `exchange`, each once, following
         exchange-to-exchange bindings (cycles allowed) and alternate exchanges."""
-        routing_key = message.routing_key
         found: set[Any] = set()
-        exchange.router.route(routing_key, message.headers if exchange.type == "headers"
-                              else None, found)
+        exchange.router.route(routing_key, message.headers if exchange.by_headers else None,
+                              found)
         if found or exchange.alternate is None:
             for destination in found:
                 if type(destination) is not Queue:
@@ -320,7 +348,33 @@ class VirtualHost:
                     seen.add(destination)
                     out: set[Any] = set()
                     destination.router.route(
-                        routing_key,
-                        message.headers if destination.type == "headers" else None, out)
+                        routing_key, message.headers if destination.by_headers else None, out)
                     pending.append((destination, out))
         return queues
+
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
+        """Republish a message that died in `queue` to its dead-letter exchange, with
+        RabbitMQ's x-death record; cycles without a rejection are dropped."""
+        exchange_name = queue.dead_letter_exchange
+        if exchange_name is None:
+            return
+        exchange = self.exchanges.get(exchange_name) if exchange_name else None
+        if exchange is None and exchange_name:
+            return
+        dead = deadletter.dead_letter(message, queue.name, reason,
+                                      queue.dead_letter_routing_key, self.timers.wall_clock(),
+                                      dlx=exchange_name)
+        for target in self.route_message(exchange, dead):
+            if not deadletter.is_cycle(dead, target.name, reason):
+                target.enqueue(dead)
+
+    def hold_delayed(self, exchange: Exchange, message: Message, delay: float,
+                     deliver: Callable[[VirtualHost, Exchange, Message], None]) -> None:
+        """x-delayed-message: route the message when its x-delay has passed."""
+        timers = self.timers
+
+        def due(now: float) -> None:
+            if self.exchanges.get(exchange.name) is exchange:
+                deliver(self, exchange, message)
+
+        timers.call_at(timers.now() + delay, due)

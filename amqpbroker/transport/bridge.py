@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pamqp import commands
+
 from amqpbroker import errors
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.consumer import Consumer
@@ -18,7 +20,7 @@ from amqpbroker.broker.handlers import DISPATCH, publish
 from amqpbroker.broker.message import Message
 from amqpbroker.broker.session import Session
 from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.connection import Connection, Limits
+from amqpbroker.protocol.connection import RUNNING, Connection, Limits
 from amqpbroker.protocol.framing import encode_method
 
 log = logging.getLogger("amqpbroker.connection")
@@ -28,11 +30,11 @@ CAPABILITIES = {
     "exchange_exchange_bindings": True,
     "basic.nack": True,
     "consumer_cancel_notify": True,
-    "connection.blocked": False,
-    "consumer_priorities": False,
+    "connection.blocked": True,
+    "consumer_priorities": True,
     "authentication_failure_close": True,
     "per_consumer_qos": True,
-    "direct_reply_to": False,
+    "direct_reply_to": True,
 }
 
 OUTBOUND_LIMIT = 4 * 1024 * 1024
@@ -52,6 +54,9 @@ class ClientConnection:
         self.buffered = 0
         self.was_full = False
         self.encode_deliver = fastcodec.encode_deliver
+        self.publisher = False
+        self.blocked = False
+        self.told_blocked = False
 
     # --- protocol Handler ------------------------------------------------------------------
 
@@ -89,6 +94,7 @@ class ClientConnection:
     def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
                    info: fastcodec.HeaderInfo, body: bytes) -> None:
         assert self.session is not None
+        self.publisher = True
         message = Message(args[0], args[1], header, body, info.delivery_mode, info.priority,
                           info.expiration, info.headers_span, info.user_id,
                           fastcodec.decode_headers)
@@ -171,6 +177,27 @@ class ClientConnection:
                 log.exception("%s: internal error, closing the connection", self.peer)
                 self.protocol.close(
                     errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
+
+    # --- resource alarms (connection.blocked) --------------------------------------------
+
+    def set_blocked(self, blocked: bool) -> None:
+        """A resource alarm was raised or cleared broker-wide."""
+        self.blocked = blocked
+        if blocked:
+            self.should_pause()
+        elif self.told_blocked:
+            self.told_blocked = False
+            self.send_method(0, commands.Connection.Unblocked())
+
+    def should_pause(self) -> bool:
+        """True while this connection publishes under an alarm: stop reading it (and tell
+        the client once, if it understands connection.blocked)."""
+        if not (self.blocked and self.publisher and self.protocol.state == RUNNING):
+            return False
+        if not self.told_blocked and self.protocol.client_capabilities.get("connection.blocked"):
+            self.told_blocked = True
+            self.send_method(0, commands.Connection.Blocked(reason="low on memory"))
+        return True
 
     def shutdown(self, reason: str) -> None:
         self.protocol.close(errors.ConnectionError_(errors.CONNECTION_FORCED, reason))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.connection import Limits
+from amqpbroker.transport.alarms import watch_memory
 from amqpbroker.transport.bridge import ClientConnection
 
 log = logging.getLogger("amqpbroker.server")
@@ -42,12 +42,17 @@ class _Wakeup:
 class Server:
     """Accepts AMQP connections for one broker."""
 
-    def __init__(self, broker: Broker, host: str, port: int, limits: Limits) -> None:
+    def __init__(self, broker: Broker, host: str, port: int, limits: Limits,
+                 memory_limit: int | None = None) -> None:
         self.broker = broker
         self.host = host
         self.port = port
         self.limits = limits
         self.clients: set[ClientConnection] = set()
+        self.clock = broker.timers.clock
+        self.memory_limit = memory_limit
+        self._unblocked = anyio.Event()
+        broker.alarm_listeners.append(self._alarm)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._listener: anyio.abc.Listener[SocketStream]
         self._closing = False
@@ -62,8 +67,36 @@ class Server:
         """Accept connections until `shutdown`; `listen` must have been called."""
         async with self._listener, anyio.create_task_group() as tasks:
             self._tasks = tasks
+            tasks.start_soon(self._run_timers)
+            if self.memory_limit is not None:
+                tasks.start_soon(watch_memory, self.broker, self.memory_limit)
             task_status.started()
             await self._listener.serve(self._handle, task_group=tasks)
+
+    async def _run_timers(self) -> None:
+        """The broker's one scheduler: sleep until the earliest deadline (or until an
+        earlier one is set), then run what is due."""
+        timers = self.broker.timers
+        rearm = _Wakeup()
+        timers.on_earlier = rearm.set
+        while True:
+            deadline = timers.next_deadline()
+            delay = 3600.0 if deadline is None else deadline - timers.now()
+            with anyio.move_on_after(max(delay, 0.0)):
+                await rearm.wait()
+            try:
+                timers.run_due(timers.now())
+            except Exception:
+                log.exception("a timer failed")
+
+    def _alarm(self, blocked: bool) -> None:
+        """A resource alarm changed: block or release every publishing connection."""
+        for client in self.clients:
+            client.set_blocked(blocked)
+        if blocked:
+            self._unblocked = anyio.Event()
+        else:
+            self._unblocked.set()
 
     async def shutdown(self) -> None:
         """Tell every client 320 CONNECTION_FORCED, give them a moment, then stop."""
@@ -86,8 +119,9 @@ class Server:
         except (TypeError, ValueError):
             peer = "unknown"
         wakeup, rearm = _Wakeup(), _Wakeup()
-        client = ClientConnection(self.broker, self.limits, peer, time.monotonic(), wakeup.set,
+        client = ClientConnection(self.broker, self.limits, peer, self.clock(), wakeup.set,
                                   rearm.set)
+        client.blocked = bool(self.broker.alarms)
         self.clients.add(client)
         try:
             async with stream, anyio.create_task_group() as tasks:
@@ -106,8 +140,12 @@ class Server:
         proto = client.protocol
         try:
             while not proto.closed:
+                if client.should_pause():
+                    client.wake()
+                    await self._unblocked.wait()
+                    continue
                 data = await stream.receive(READ_SIZE)
-                client.receive(data, time.monotonic())
+                client.receive(data, self.clock())
             client.wake()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError):
@@ -119,7 +157,7 @@ class Server:
         proto = client.protocol
         try:
             while True:
-                data = client.take_output(time.monotonic())
+                data = client.take_output(self.clock())
                 if data:
                     await stream.send(data)
                     client.drained()
@@ -136,10 +174,10 @@ class Server:
         until a state change moves it; then let the protocol act on the time."""
         proto = client.protocol
         while True:
-            delay = proto.next_deadline() - time.monotonic()
+            delay = proto.next_deadline() - self.clock()
             with anyio.move_on_after(max(delay, 0.0) if math.isfinite(delay) else 3600.0):
                 await rearm.wait()
-            if not proto.tick(time.monotonic()):
+            if not proto.tick(self.clock()):
                 wakeup.set()
                 return
             if proto.out:

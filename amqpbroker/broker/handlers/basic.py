@@ -1,4 +1,5 @@
-"""Basic class: publish, consume, cancel, get, ack, nack, reject, qos, recover.
+"""Basic class: publish, consume, cancel, get, ack, nack, reject, qos, recover, and the
+RabbitMQ extensions on them: direct reply-to, delayed messages, CC/BCC.
 
 Publish, Ack, Nack and Reject are the hot path: their arguments arrive as plain tuples
 from the struct codec, not as pamqp objects.
@@ -6,21 +7,29 @@ from the struct codec, not as pamqp objects.
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any
 
 from pamqp import commands
 
 from amqpbroker import errors, names
+from amqpbroker.broker import properties
 from amqpbroker.broker.arguments import check_expiration
 from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.consumer import Consumer
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.handlers.queue import queue_name
-from amqpbroker.broker.message import Message
+from amqpbroker.broker.message import Entry, Message
+from amqpbroker.broker.vhost import VirtualHost
+
+REPLY_TO = names.REPLY_TO
+REPLY_TO_PREFIX = names.REPLY_TO_PREFIX
+_REPLY_TO_BYTES = REPLY_TO.encode()
 
 
 def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Message) -> None:
-    exchange_name, _, mandatory, immediate = args
+    exchange_name, routing_key, mandatory, immediate = args
     if immediate:
         raise errors.not_implemented("immediate=true")
     session = channel.session
@@ -28,6 +37,8 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
         check_expiration(message.expiration)
     if message.user_id is not None and message.user_id != session.username:
         raise errors.user_id_mismatch(message.user_id, session.username)
+    if _REPLY_TO_BYTES in message.header:
+        message = _rewrite_reply_to(channel, message)
     vhost = session.vhost
     exchange = None
     if exchange_name:
@@ -36,6 +47,9 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
             raise errors.exchange_not_found(exchange_name, vhost.name)
         if exchange.internal:
             raise errors.internal_exchange_publish(exchange_name, vhost.name)
+    elif routing_key.startswith(REPLY_TO_PREFIX):
+        _reply(channel, mandatory, message)
+        return
     if channel.tx is not None:
         channel.tx.append(("publish", (exchange, mandatory, message)))
         return
@@ -45,23 +59,94 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
 def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bool,
                       message: Message) -> None:
     """Route a publish (`exchange` None: the default exchange), enqueue it, return it if
-    unroutable and mandatory, then confirm it."""
+    unroutable and mandatory, then confirm it (nack when a queue refused it)."""
     vhost = channel.session.vhost
-    if exchange is not None:
-        queues: Any = vhost.route(exchange, message)
-    else:
-        queue = vhost.queues.get(message.routing_key)
-        queues = (queue,) if queue is not None else ()
+    if exchange is not None and exchange.delayed:
+        delay = _delay(message)
+        if delay > 0:
+            vhost.hold_delayed(exchange, message, delay / 1000.0, _deliver_delayed)
+            _confirm(channel, True)
+            return
+    accepted = True
+    queues = vhost.route_message(exchange, message)
     if queues:
+        headers = message._headers
+        if headers is not None and "BCC" in headers:
+            message = properties.replace(
+                message, headers={k: v for k, v in headers.items() if k != "BCC"})
         for queue in queues:
-            queue.enqueue(message)
+            if not queue.enqueue(message):
+                accepted = False
     elif mandatory:
         channel.sink.send_content(channel.id, commands.Basic.Return(
             reply_code=312, reply_text="NO_ROUTE", exchange=message.exchange,
             routing_key=message.routing_key), message)
     if channel.confirm:
+        _confirm(channel, accepted)
+
+
+def _confirm(channel: Channel, ack: bool) -> None:
+    if channel.confirm:
         channel.publish_seq += 1
-        channel.confirm_publish(channel.publish_seq, True)
+        channel.confirm_publish(channel.publish_seq, ack)
+
+
+def _delay(message: Message) -> int:
+    value = (message.headers or {}).get("x-delay")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _deliver_delayed(vhost: VirtualHost, exchange: Exchange, message: Message) -> None:
+    for queue in vhost.route_message(exchange, message):
+        queue.enqueue(message)
+
+
+# --- direct reply-to -------------------------------------------------------------------
+
+
+def _rewrite_reply_to(channel: Channel, message: Message) -> Message:
+    """reply_to=amq.rabbitmq.reply-to becomes this channel's routable reply address."""
+    props = properties.decode(message)
+    if props.reply_to != REPLY_TO:
+        return message
+    if channel.reply_consumer is None:
+        raise errors.ChannelError(errors.PRECONDITION_FAILED,
+                                  "fast reply consumer does not exist")
+    return properties.replace(message, reply_to=REPLY_TO_PREFIX + channel.reply_token)
+
+
+def _reply(channel: Channel, mandatory: bool, message: Message) -> None:
+    """A publish to amq.rabbitmq.reply-to.<token> through the default exchange goes
+    straight to the requesting channel; unknown or stale addresses are unroutable."""
+    token = message.routing_key[len(REPLY_TO_PREFIX):]
+    target = channel.session.vhost.reply_channels.get(token)
+    if target is not None and target.reply_consumer is not None:
+        target.deliver(target.reply_consumer, Entry(0, message, None))
+    elif mandatory:
+        channel.sink.send_content(channel.id, commands.Basic.Return(
+            reply_code=312, reply_text="NO_ROUTE", exchange="",
+            routing_key=message.routing_key), message)
+    _confirm(channel, True)
+
+
+def _consume_reply_to(channel: Channel, method: commands.Basic.Consume) -> None:
+    if not method.no_ack:
+        raise errors.ChannelError(errors.PRECONDITION_FAILED,
+                                  "reply consumer cannot acknowledge")
+    if channel.reply_consumer is not None:
+        raise errors.ChannelError(errors.PRECONDITION_FAILED, "reply consumer already set")
+    tag = method.consumer_tag or names.consumer_tag()
+    if tag in channel.consumers:
+        raise errors.reused_consumer_tag(tag)
+    token = base64.urlsafe_b64encode(os.urandom(24)).decode("ascii")
+    channel.reply_consumer = Consumer(channel, None, tag, True, False, 0, {})
+    channel.reply_token = token
+    channel.session.vhost.reply_channels[token] = channel
+    if not method.nowait:
+        channel.sink.send_method(channel.id, commands.Basic.ConsumeOk(consumer_tag=tag))
+
+
+# --- the rest of the Basic class ----------------------------------------------------------
 
 
 def ack(channel: Channel, args: tuple[int, bool]) -> None:
@@ -88,16 +173,41 @@ def qos(channel: Channel, method: commands.Basic.Qos) -> None:
         consumer.queue.dispatch()
 
 
+def _timeout(channel: Channel, queue_timeout: float | None, arguments: dict[str, Any]
+             ) -> float | None:
+    value = arguments.get("x-consumer-timeout")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value / 1000.0
+    return queue_timeout if queue_timeout is not None else channel.session.consumer_timeout
+
+
 def consume(channel: Channel, method: commands.Basic.Consume) -> None:
     session = channel.session
-    queue = session.vhost.queue(queue_name(channel, method.queue), session)
+    name = queue_name(channel, method.queue)
+    if name == REPLY_TO:
+        _consume_reply_to(channel, method)
+        return
+    queue = session.vhost.queue(name, session)
     tag = method.consumer_tag or names.consumer_tag()
-    if tag in channel.consumers:
+    reply = channel.reply_consumer
+    if tag in channel.consumers or (reply is not None and reply.tag == tag):
         raise errors.reused_consumer_tag(tag)
-    if queue.consumers and (method.exclusive or queue.has_exclusive_consumer()):
+    if queue.queue_type == "quorum" and channel.prefetch:
+        raise errors.not_implemented(
+            f"queue '{queue.name}' in vhost '{queue.vhost_name}' does not support global qos")
+    if queue.queue_type == "stream":
+        if not channel.consumer_prefetch and not channel.prefetch:
+            raise errors.ChannelError(
+                errors.PRECONDITION_FAILED,
+                f"consumer prefetch count is not set for 'queue '{queue.name}' in vhost "
+                f"'{queue.vhost_name}''")
+        raise errors.not_implemented("stream queues are not supported by amqpbroker")
+    if queue.consumer_count and (method.exclusive or queue.has_exclusive_consumer()):
         raise errors.exclusive_consume(queue.name, queue.vhost_name)
+    arguments = method.arguments or {}
     consumer = Consumer(channel, queue, tag, method.no_ack, method.exclusive,
-                        channel.consumer_prefetch, method.arguments or {})
+                        channel.consumer_prefetch, arguments,
+                        _timeout(channel, queue.consumer_timeout, arguments))
     channel.consumers[tag] = consumer
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Basic.ConsumeOk(consumer_tag=tag))
@@ -114,6 +224,10 @@ def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:
 def get(channel: Channel, method: commands.Basic.Get) -> None:
     session = channel.session
     queue = session.vhost.queue(queue_name(channel, method.queue), session)
+    if queue.queue_type == "stream":
+        raise errors.not_implemented(
+            f"basic.get not supported by stream queues queue '{queue.name}' in vhost "
+            f"'{queue.vhost_name}'")
     channel.get(queue, method.no_ack)
 
 

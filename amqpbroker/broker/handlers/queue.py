@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pamqp import commands
 
+from amqpbroker import names
 from amqpbroker.broker.channel import Channel
 
 
@@ -14,6 +15,10 @@ def queue_name(channel: Channel, name: str) -> str:
 
 def declare(channel: Channel, method: commands.Queue.Declare) -> None:
     session = channel.session
+    if method.queue == names.REPLY_TO and method.passive:
+        channel.sink.send_method(channel.id, commands.Queue.DeclareOk(
+            queue=names.REPLY_TO, message_count=0, consumer_count=1))
+        return
     queue = session.vhost.declare_queue(
         session, method.queue, method.passive, method.durable, method.exclusive,
         method.auto_delete, method.arguments or {})
@@ -21,7 +26,7 @@ def declare(channel: Channel, method: commands.Queue.Declare) -> None:
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Queue.DeclareOk(
             queue=queue.name, message_count=queue.message_count,
-            consumer_count=len(queue.consumers)))
+            consumer_count=queue.consumer_count))
 
 
 def bind(channel: Channel, method: commands.Queue.Bind) -> None:
