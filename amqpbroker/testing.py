@@ -12,10 +12,10 @@ fixtures in `amqpbroker.pytest_plugin` are built on it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio.from_thread import start_blocking_portal
 
@@ -23,15 +23,26 @@ from amqpbroker.app import running
 from amqpbroker.config import Settings
 from amqpbroker.transport.server import Server
 
+T = TypeVar("T")
+
+
+def _direct(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
+
 
 @dataclass
 class EmbeddedBroker:
-    """A running broker: where to reach it, and the server for inspection."""
+    """A running broker: where to reach it, and the server for inspection.
+
+    `call(fn, *args)` runs `fn` on the broker's event loop (the broker is not
+    thread-safe), e.g. `broker.call(broker.server.broker.set_alarm, "memory", True)`.
+    """
 
     url: str
     host: str
     port: int
     server: Server
+    call: Callable[..., Any] = _direct
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
@@ -53,4 +64,4 @@ def broker_in_thread(**overrides: Any) -> Iterator[EmbeddedBroker]:
     """Run a broker on its own event loop in a background thread."""
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(
             running_broker(**overrides)) as broker:
-        yield broker
+        yield replace(broker, call=portal.call)
