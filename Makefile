@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5672
+DATA_DIR ?= data
 
 .PHONY: run test lint unit integration conformance bench clean
 
@@ -19,7 +20,7 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/amqpbroker serve --host $(HOST) --port $(PORT)
+	$(BIN)/amqpbroker serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check amqpbroker tests conformance bench

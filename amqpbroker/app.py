@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 
 from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings
 from amqpbroker.protocol.connection import Limits
-from amqpbroker.transport.alarms import total_memory
+from amqpbroker.store.memory import MemoryStore
+from amqpbroker.store.sqlite import SqliteStore
+from amqpbroker.transport.alarms import ResourceLimits, total_memory
+from amqpbroker.transport.bridge import build_message
 from amqpbroker.transport.server import Server
 
 log = logging.getLogger("amqpbroker")
 
 
 def build(settings: Settings) -> Server:
+    """The broker, recovered from its data directory if it has one, and its server.
+    Raises StoreError when the data directory or the store cannot be used."""
+    store = SqliteStore(settings.data_dir) if settings.data_dir else MemoryStore()
     timeout = settings.consumer_timeout
     broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
-                    consumer_timeout=timeout / 1000.0 if timeout else None)
+                    consumer_timeout=timeout / 1000.0 if timeout else None, store=store)
+    started = time.monotonic()
+    count = recover(broker, store.load(), build_message)
+    if settings.data_dir:
+        log.info("recovered %d messages from %s in %.2fs", count, settings.data_dir,
+                 time.monotonic() - started)
     limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
                     settings.handshake_timeout, settings.max_message_size)
     watermark = settings.memory_high_watermark
-    memory_limit = int(total_memory() * watermark) if watermark > 0 else None
-    return Server(broker, settings.host, settings.port, limits, memory_limit)
+    resources = ResourceLimits(
+        memory=int(total_memory() * watermark) if watermark > 0 else None,
+        data_dir=settings.data_dir, disk_free=settings.disk_free_limit)
+    return Server(broker, settings.host, settings.port, limits, resources)
 
 
 @asynccontextmanager
@@ -40,6 +55,7 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
             yield server
         finally:
             await server.shutdown()
+            server.broker.store.close()
 
 
 async def serve_until_signalled(settings: Settings) -> None:

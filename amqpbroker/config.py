@@ -20,3 +20,5 @@ class Settings:
     max_message_size: int = 134217728
     consumer_timeout: int | None = None  # milliseconds; None: off
     memory_high_watermark: float = 0.4  # fraction of RAM; 0: no memory alarm
+    data_dir: str | None = None  # None: nothing is stored, nothing survives a restart
+    disk_free_limit: int = 50_000_000  # bytes; below it, the disk alarm blocks publishers

@@ -9,6 +9,8 @@ from amqpbroker.broker.channel import Sink
 from amqpbroker.broker.session import Session
 from amqpbroker.broker.timers import Timers
 from amqpbroker.broker.vhost import VirtualHost
+from amqpbroker.store.base import Store
+from amqpbroker.store.memory import MemoryStore
 
 
 class Broker:
@@ -16,14 +18,15 @@ class Broker:
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest",
                  default_vhost: str = "/", timers: Timers | None = None,
-                 consumer_timeout: float | None = None) -> None:
+                 consumer_timeout: float | None = None, store: Store | None = None) -> None:
         self.timers = timers or Timers()
+        self.store: Store = store or MemoryStore()
         self.consumer_timeout = consumer_timeout
         self.users: dict[str, str] = {default_user: default_pass}
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.vhosts: dict[str, VirtualHost] = {
-            default_vhost: VirtualHost(default_vhost, self.timers)}
+            default_vhost: VirtualHost(default_vhost, self.timers, self.store)}
 
     def authenticate(self, username: str, password: str) -> bool:
         """Unknown user and wrong password take the same path and the same time."""

@@ -88,6 +88,8 @@ class Channel:
             self.unacked[tag] = Unacked(consumer.queue, entry, consumer, deadline)
             self.unacked_count += 1
             consumer.unacked += 1
+        elif consumer.queue is not None:
+            consumer.queue.settle(entry)
         self.sink.send_deliver(self.id, consumer, tag, entry.redelivered, entry.message)
 
     def _check_timeouts(self, now: float) -> None:
@@ -117,7 +119,9 @@ class Channel:
             return
         self.next_tag += 1
         tag = self.next_tag
-        if not no_ack:
+        if no_ack:
+            queue.settle(entry)
+        else:
             self.unacked[tag] = Unacked(queue, entry, None)
         message = entry.message
         self.sink.send_content(self.id, commands.Basic.GetOk(
@@ -147,6 +151,8 @@ class Channel:
             self.tx.append(("ack", (tag, multiple)))
             return
         taken = self._take(tag, multiple)
+        for record in taken:
+            record.queue.settle(record.entry)
         self._resume([r.queue for r in taken])
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
@@ -158,6 +164,9 @@ class Channel:
         if requeue:
             for record in reversed(taken):
                 record.queue.requeue(record.entry)
+        else:
+            for record in taken:
+                record.queue.discard(record.entry, "rejected")
         self._resume([r.queue for r in taken])
 
     def _check_tag(self, tag: int, multiple: bool) -> None:

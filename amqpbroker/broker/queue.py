@@ -68,6 +68,8 @@ class Queue:
         self.buffer: FifoBuffer | PriorityBuffer = (
             PriorityBuffer(max_priority) if max_priority is not None else FifoBuffer())
         self.bytes = 0
+        self.store = vhost.store
+        self.store_messages = durable and vhost.store.durable
         self.has_ttl = self.message_ttl is not None
         self.limited = self.max_length is not None or self.max_length_bytes is not None
         self.groups: dict[int, deque[Consumer]] = {}
@@ -114,6 +116,10 @@ class Queue:
             now = self.vhost.timers.now()
             expires_at = now + ttl
         self.next_seq += 1
+        if self.store_messages and message.persistent:
+            self.store.put_message((self.vhost_name, self.name, self.next_seq),
+                                   message.exchange, message.routing_key, message.header,
+                                   message.body)
         self.buffer.push(Entry(self.next_seq, message, expires_at))
         self.bytes += size
         if self.groups:
@@ -121,7 +127,7 @@ class Queue:
         if self.limited:
             self._drop_head_over_limit()
         if expires_at is not None:
-            self._schedule_expiry()
+            self.schedule_expiry()
         return True
 
     def _full(self, incoming: int) -> bool:
@@ -136,7 +142,7 @@ class Queue:
                 or (self.max_length_bytes is not None and self.bytes > self.max_length_bytes)):
             entry = self._take()
             assert entry is not None
-            self.vhost.dead_letter(self, entry.message, "maxlen")
+            self.discard(entry, "maxlen")
 
     # --- taking messages out -----------------------------------------------------------------
 
@@ -155,9 +161,9 @@ class Queue:
             if now is None:
                 now = self.vhost.timers.now()
             while entry is not None and entry.expires_at is not None and entry.expires_at < now:
-                self.vhost.dead_letter(self, entry.message, "expired")
+                self.discard(entry, "expired")
                 entry = self._take()
-            self._schedule_expiry()
+            self.schedule_expiry()
         return entry
 
     def requeue(self, entry: Entry) -> None:
@@ -169,7 +175,7 @@ class Queue:
         entry.delivery_count += 1
         if self.delivery_limit is not None:
             if entry.delivery_count > self.delivery_limit:
-                self.vhost.dead_letter(self, entry.message, "delivery_limit")
+                self.discard(entry, "delivery_limit")
                 return
             headers = dict(entry.message.headers or {})
             headers["x-delivery-count"] = entry.delivery_count
@@ -177,7 +183,18 @@ class Queue:
         self.buffer.requeue(entry)
         self.bytes += len(entry.message.body)
         if entry.expires_at is not None:
-            self._schedule_expiry()
+            self.schedule_expiry()
+
+    def settle(self, entry: Entry) -> None:
+        """The message is done with (acked, or delivered without ack): forget it."""
+        if self.store_messages and entry.message.persistent:
+            self.store.delete_message((self.vhost_name, self.name, entry.seq))
+
+    def discard(self, entry: Entry, reason: str) -> None:
+        """The message died here (rejected, expired, maxlen, delivery_limit): dead-letter
+        it if the queue says so, and forget it."""
+        self.vhost.dead_letter(self, entry.message, reason)
+        self.settle(entry)
 
     def delete(self) -> None:
         """The queue is gone: forget consumers, messages and timers."""
@@ -185,20 +202,24 @@ class Queue:
         self.groups.clear()
         self.priorities = []
         self.consumer_count = 0
-        self.purge()
+        self.buffer.clear()
+        self.bytes = 0
         for timer in (self._expiry_timer, self._unused_timer):
             if timer is not None:
                 timer.cancel()
 
     def purge(self) -> int:
         count = len(self.buffer)
+        if self.store_messages and count:
+            for entry in self.buffer:
+                self.settle(entry)
         self.buffer.clear()
         self.bytes = 0
         return count
 
     # --- time -----------------------------------------------------------------------------
 
-    def _schedule_expiry(self) -> None:
+    def schedule_expiry(self) -> None:
         head = self.buffer.peek()
         when = head.expires_at if head is not None else None
         timer = self._expiry_timer
@@ -218,8 +239,8 @@ class Queue:
             if head is None or head.expires_at is None or head.expires_at > now:
                 break
             self._take()
-            self.vhost.dead_letter(self, head.message, "expired")
-        self._schedule_expiry()
+            self.discard(head, "expired")
+        self.schedule_expiry()
 
     def touch(self) -> None:
         """The queue was used (declared, gotten from, last consumer gone): x-expires

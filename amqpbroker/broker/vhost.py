@@ -19,12 +19,11 @@ from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Message
     from amqpbroker.broker.session import Session
     from amqpbroker.broker.timers import Timers
+    from amqpbroker.store.base import Store
 
 PREDECLARED = (
     ("amq.direct", "direct"),
@@ -104,9 +103,10 @@ def _check_flag(arg: str, kind: str, name: str, vhost: str, received: bool,
 class VirtualHost:
     """Exchanges and queues of one virtual host."""
 
-    def __init__(self, name: str, timers: Timers) -> None:
+    def __init__(self, name: str, timers: Timers, store: Store) -> None:
         self.name = name
         self.timers = timers
+        self.store = store
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_channels: dict[str, Channel] = {}
@@ -155,6 +155,8 @@ class VirtualHost:
             raise errors.reserved_name("exchange", name)
         exchange = Exchange(name, self.name, type_, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
+        if durable:
+            self.store.put_exchange(self.name, name, type_, auto_delete, internal, arguments)
         return exchange
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
@@ -173,6 +175,8 @@ class VirtualHost:
         if self.exchanges.get(exchange.name) is not exchange:
             return
         del self.exchanges[exchange.name]
+        if exchange.durable:
+            self.store.delete_exchange(self.name, exchange.name)
         for destination, key, frozen in list(exchange.bindings):
             exchange.unbind(destination, key, frozen)
             if isinstance(destination, Exchange):
@@ -192,7 +196,9 @@ class VirtualHost:
         src = self.exchange(source)
         dst = self.exchange(destination)
         src.router.check_arguments(arguments)
-        src.bind(dst, routing_key, arguments)
+        if src.bind(dst, routing_key, arguments) and src.durable and dst.durable:
+            self.store.put_binding(self.name, source, destination, "exchange", routing_key,
+                                   arguments)
 
     def unbind_exchange(self, destination: str, source: str, routing_key: str,
                         arguments: dict[str, Any]) -> None:
@@ -201,6 +207,9 @@ class VirtualHost:
         src = self.exchange(source)
         dst = self.exchange(destination)
         if src.unbind(dst, routing_key, freeze(arguments)):
+            if src.durable and dst.durable:
+                self.store.delete_binding(self.name, source, destination, "exchange",
+                                          routing_key, arguments)
             self._maybe_auto_delete(src)
 
     # --- queues ------------------------------------------------------------------------
@@ -240,6 +249,8 @@ class VirtualHost:
         owner = session if exclusive else None
         queue = Queue(name, self, durable, auto_delete, owner, arguments)
         self.queues[name] = queue
+        if durable and owner is None:
+            self.store.put_queue(self.name, name, auto_delete, arguments)
         if owner is not None:
             owner.exclusive_queues.add(queue)
         return queue
@@ -263,6 +274,8 @@ class VirtualHost:
         if self.queues.get(queue.name) is not queue:
             return
         del self.queues[queue.name]
+        if queue.durable and queue.exclusive_owner is None:
+            self.store.delete_queue(self.name, queue.name)
         consumers = queue.consumers
         queue.delete()
         for source, key, frozen in list(queue.inbound):
@@ -283,7 +296,9 @@ class VirtualHost:
         exchange = self.exchange(exchange_name)
         queue = self.queue(queue_name, session)
         exchange.router.check_arguments(arguments)
-        exchange.bind(queue, routing_key, arguments)
+        if exchange.bind(queue, routing_key, arguments) and exchange.durable and queue.durable:
+            self.store.put_binding(self.name, exchange_name, queue.name, "queue", routing_key,
+                                   arguments)
 
     def unbind_queue(self, queue_name: str, exchange_name: str, routing_key: str,
                      arguments: dict[str, Any]) -> None:
@@ -295,6 +310,9 @@ class VirtualHost:
         if exchange is None or queue is None:
             return
         if exchange.unbind(queue, routing_key, freeze(arguments)):
+            if exchange.durable and queue.durable:
+                self.store.delete_binding(self.name, exchange_name, queue_name, "queue",
+                                          routing_key, arguments)
             self._maybe_auto_delete(exchange)
 
     def consumer_gone(self, queue: Queue) -> None:
@@ -369,12 +387,20 @@ class VirtualHost:
                 target.enqueue(dead)
 
     def hold_delayed(self, exchange: Exchange, message: Message, delay: float,
-                     deliver: Callable[[VirtualHost, Exchange, Message], None]) -> None:
-        """x-delayed-message: route the message when its x-delay has passed."""
+                     stored: int = 0) -> None:
+        """x-delayed-message: route the message when its x-delay has passed. Persistent
+        messages on a durable exchange are stored until then (`stored`: already are)."""
         timers = self.timers
+        if not stored and exchange.durable and message.persistent and self.store.durable:
+            stored = self.store.put_delayed(self.name, exchange.name,
+                                            timers.wall_clock() + delay, message.routing_key,
+                                            message.header, message.body)
 
         def due(now: float) -> None:
+            if stored:
+                self.store.delete_delayed(stored)
             if self.exchanges.get(exchange.name) is exchange:
-                deliver(self, exchange, message)
+                for queue in self.route_message(exchange, message):
+                    queue.enqueue(message)
 
-        timers.call_at(timers.now() + delay, due)
+        timers.call_at(timers.now() + max(delay, 0.0), due)

@@ -1,10 +1,13 @@
-"""The memory alarm: sample the broker's resident memory and raise or clear the broker's
-`memory` alarm around the high watermark (RabbitMQ's vm_memory_high_watermark)."""
+"""Resource alarms: sample the broker's resident memory and the data directory's free
+disk space, and raise or clear the broker's `memory` and `disk` alarms around their
+limits (RabbitMQ's vm_memory_high_watermark and disk_free_limit)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 
 import anyio
 
@@ -13,6 +16,13 @@ from amqpbroker.broker.broker import Broker
 log = logging.getLogger("amqpbroker.alarms")
 
 SAMPLE_INTERVAL = 1.0
+
+
+@dataclass
+class ResourceLimits:
+    memory: int | None = None  # bytes of resident memory; None: no memory alarm
+    data_dir: str | None = None
+    disk_free: int = 50_000_000  # bytes that must stay free in data_dir
 
 
 def total_memory() -> int:
@@ -24,13 +34,23 @@ def resident_memory() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def watch_memory(broker: Broker, limit: int) -> None:
-    """Every second, compare resident memory with `limit` bytes."""
+def _update(broker: Broker, resource: str, high: bool, detail: str) -> None:
+    if high != (resource in broker.alarms):
+        log.warning("%s alarm %s: %s", resource, "raised" if high else "cleared", detail)
+        broker.set_alarm(resource, high)
+
+
+async def watch_resources(broker: Broker, limits: ResourceLimits) -> None:
+    """Every second, compare memory use and free disk space with their limits."""
+    if limits.memory is None and limits.data_dir is None:
+        return
     while True:
-        used = resident_memory()
-        high = used > limit
-        if high != ("memory" in broker.alarms):
-            log.warning("memory alarm %s: %d bytes used, limit %d",
-                        "raised" if high else "cleared", used, limit)
-            broker.set_alarm("memory", high)
+        if limits.memory is not None:
+            used = resident_memory()
+            _update(broker, "memory", used > limits.memory,
+                    f"{used} bytes used, limit {limits.memory}")
+        if limits.data_dir is not None:
+            free = shutil.disk_usage(limits.data_dir).free
+            _update(broker, "disk", free < limits.disk_free,
+                    f"{free} bytes free in {limits.data_dir}, limit {limits.disk_free}")
         await anyio.sleep(SAMPLE_INTERVAL)

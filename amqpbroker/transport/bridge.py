@@ -40,6 +40,15 @@ CAPABILITIES = {
 OUTBOUND_LIMIT = 4 * 1024 * 1024
 
 
+def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
+                  info: fastcodec.HeaderInfo | None = None) -> Message:
+    """A broker message from a content header payload and body (scanned unless given)."""
+    if info is None:
+        info = fastcodec.scan_header(header)
+    return Message(exchange, routing_key, header, body, info.delivery_mode, info.priority,
+                   info.expiration, info.headers_span, info.user_id, fastcodec.decode_headers)
+
+
 class ClientConnection:
     """One client: protocol state machine, broker session, output buffer."""
 
@@ -55,6 +64,7 @@ class ClientConnection:
         self.was_full = False
         self.encode_deliver = fastcodec.encode_deliver
         self.publisher = False
+        self.held = False  # output waits for the store's fsync
         self.blocked = False
         self.told_blocked = False
 
@@ -95,10 +105,8 @@ class ClientConnection:
                    info: fastcodec.HeaderInfo, body: bytes) -> None:
         assert self.session is not None
         self.publisher = True
-        message = Message(args[0], args[1], header, body, info.delivery_mode, info.priority,
-                          info.expiration, info.headers_span, info.user_id,
-                          fastcodec.decode_headers)
-        publish(self.session.channels[channel], args, message)
+        publish(self.session.channels[channel], args, build_message(
+            args[0], args[1], header, body, info))
 
     def on_closed(self) -> None:
         session, self.session = self.session, None
@@ -196,8 +204,13 @@ class ClientConnection:
             return False
         if not self.told_blocked and self.protocol.client_capabilities.get("connection.blocked"):
             self.told_blocked = True
-            self.send_method(0, commands.Connection.Blocked(reason="low on memory"))
+            resource = "disk" if "disk" in self.broker.alarms else "memory"
+            self.send_method(0, commands.Connection.Blocked(reason=f"low on {resource}"))
         return True
+
+    def shutdown_on_error(self, reason: str) -> None:
+        self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, reason))
+        self.wake()
 
     def shutdown(self, reason: str) -> None:
         self.protocol.close(errors.ConnectionError_(errors.CONNECTION_FORCED, reason))

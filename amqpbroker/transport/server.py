@@ -14,8 +14,9 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.connection import Limits
-from amqpbroker.transport.alarms import watch_memory
+from amqpbroker.transport.alarms import ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
+from amqpbroker.transport.committer import Committer, StoreFailed
 
 log = logging.getLogger("amqpbroker.server")
 
@@ -43,14 +44,15 @@ class Server:
     """Accepts AMQP connections for one broker."""
 
     def __init__(self, broker: Broker, host: str, port: int, limits: Limits,
-                 memory_limit: int | None = None) -> None:
+                 resources: ResourceLimits) -> None:
         self.broker = broker
         self.host = host
         self.port = port
         self.limits = limits
         self.clients: set[ClientConnection] = set()
         self.clock = broker.timers.clock
-        self.memory_limit = memory_limit
+        self.resources = resources
+        self.committer = Committer(broker.store)
         self._unblocked = anyio.Event()
         broker.alarm_listeners.append(self._alarm)
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -68,8 +70,8 @@ class Server:
         async with self._listener, anyio.create_task_group() as tasks:
             self._tasks = tasks
             tasks.start_soon(self._run_timers)
-            if self.memory_limit is not None:
-                tasks.start_soon(watch_memory, self.broker, self.memory_limit)
+            tasks.start_soon(self.committer.run)
+            tasks.start_soon(watch_resources, self.broker, self.resources)
             task_status.started()
             await self._listener.serve(self._handle, task_group=tasks)
 
@@ -106,6 +108,8 @@ class Server:
         with anyio.move_on_after(SHUTDOWN_GRACE):
             while self.clients:
                 await anyio.sleep(0.01)
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            await self.committer.flush()
         if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
 
@@ -146,6 +150,16 @@ class Server:
                     continue
                 data = await stream.receive(READ_SIZE)
                 client.receive(data, self.clock())
+                recorded = self.broker.store.recorded
+                if recorded > self.committer.committed:
+                    client.held = True
+                    try:
+                        await self.committer.wait(recorded)
+                    except StoreFailed:
+                        client.shutdown_on_error("the store cannot be written")
+                    finally:
+                        client.held = False
+                    client.wake()
             client.wake()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError):
@@ -157,6 +171,9 @@ class Server:
         proto = client.protocol
         try:
             while True:
+                if client.held:
+                    await wakeup.wait()
+                    continue
                 data = client.take_output(self.clock())
                 if data:
                     await stream.send(data)

@@ -21,7 +21,6 @@ from amqpbroker.broker.consumer import Consumer
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.handlers.queue import queue_name
 from amqpbroker.broker.message import Entry, Message
-from amqpbroker.broker.vhost import VirtualHost
 
 REPLY_TO = names.REPLY_TO
 REPLY_TO_PREFIX = names.REPLY_TO_PREFIX
@@ -64,7 +63,7 @@ def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bo
     if exchange is not None and exchange.delayed:
         delay = _delay(message)
         if delay > 0:
-            vhost.hold_delayed(exchange, message, delay / 1000.0, _deliver_delayed)
+            vhost.hold_delayed(exchange, message, delay / 1000.0)
             _confirm(channel, True)
             return
     accepted = True
@@ -94,11 +93,6 @@ def _confirm(channel: Channel, ack: bool) -> None:
 def _delay(message: Message) -> int:
     value = (message.headers or {}).get("x-delay")
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _deliver_delayed(vhost: VirtualHost, exchange: Exchange, message: Message) -> None:
-    for queue in vhost.route_message(exchange, message):
-        queue.enqueue(message)
 
 
 # --- direct reply-to -------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""The store interface, and the in-memory batch every adapter commits.
+
+The broker calls the `Store` methods synchronously; they only record what must be
+written. The transport takes the batch (`take_batch`) after each read pass and has it
+written and fsync'd off the event loop (`write_batch`, in a worker thread); replies that
+promise durability (declare-ok, confirms) go out only after that. A message stored and
+removed within one batch never reaches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MessageKey = tuple[str, str, int]  # vhost, queue, sequence number
+
+
+@dataclass
+class StoredMessage:
+    vhost: str
+    queue: str
+    seq: int
+    exchange: str
+    routing_key: str
+    header: bytes
+    body: bytes
+
+
+@dataclass
+class StoredDelayed:
+    id: int
+    vhost: str
+    exchange: str
+    due: float  # wall-clock seconds
+    routing_key: str
+    header: bytes
+    body: bytes
+
+
+@dataclass
+class Snapshot:
+    """Everything a store holds, as read at start."""
+
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    bindings: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[StoredMessage] = field(default_factory=list)
+    delayed: list[StoredDelayed] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """What one commit writes: definition changes in order, then message rows."""
+
+    definitions: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    puts: dict[MessageKey, tuple[str, str, bytes, bytes]] = field(default_factory=dict)
+    deletes: list[MessageKey] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.definitions or self.puts or self.deletes)
+
+
+class Store(Protocol):
+    """What the broker asks of storage."""
+
+    durable: bool
+    recorded: int
+
+    def load(self) -> Snapshot: ...
+    def close(self) -> None: ...
+
+    def put_exchange(self, vhost: str, name: str, type_: str, auto_delete: bool,
+                     internal: bool, arguments: dict[str, Any]) -> None: ...
+    def delete_exchange(self, vhost: str, name: str) -> None: ...
+    def put_queue(self, vhost: str, name: str, auto_delete: bool,
+                  arguments: dict[str, Any]) -> None: ...
+    def delete_queue(self, vhost: str, name: str) -> None: ...
+    def put_binding(self, vhost: str, source: str, destination: str, kind: str,
+                    routing_key: str, arguments: dict[str, Any]) -> None: ...
+    def delete_binding(self, vhost: str, source: str, destination: str, kind: str,
+                       routing_key: str, arguments: dict[str, Any]) -> None: ...
+    def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
+                    body: bytes) -> None: ...
+    def delete_message(self, key: MessageKey) -> None: ...
+    def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
+                    header: bytes, body: bytes) -> int: ...
+    def delete_delayed(self, delayed_id: int) -> None: ...
+
+    @property
+    def pending(self) -> bool: ...
+    def take_batch(self) -> Batch: ...
+    def write_batch(self, batch: Batch) -> None: ...
+
+
+class BatchingStore:
+    """The recording half every adapter shares: turns calls into the next `Batch`."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        self.batch = Batch()
+        self.next_delayed_id = 0
+        self.recorded = 0  # changes recorded so far; the transport waits for them
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.batch)
+
+    def take_batch(self) -> Batch:
+        batch, self.batch = self.batch, Batch()
+        return batch
+
+    def _definition(self, kind: str, *params: Any) -> None:
+        self.recorded += 1
+        self.batch.definitions.append((kind, params))
+
+    def put_exchange(self, vhost: str, name: str, type_: str, auto_delete: bool,
+                     internal: bool, arguments: dict[str, Any]) -> None:
+        self._definition("put_exchange", vhost, name, type_, auto_delete, internal, arguments)
+
+    def delete_exchange(self, vhost: str, name: str) -> None:
+        self._definition("delete_exchange", vhost, name)
+
+    def put_queue(self, vhost: str, name: str, auto_delete: bool,
+                  arguments: dict[str, Any]) -> None:
+        self._definition("put_queue", vhost, name, auto_delete, arguments)
+
+    def delete_queue(self, vhost: str, name: str) -> None:
+        self._drop_pending(vhost, name)
+        self._definition("delete_queue", vhost, name)
+
+    def put_binding(self, vhost: str, source: str, destination: str, kind: str,
+                    routing_key: str, arguments: dict[str, Any]) -> None:
+        self._definition("put_binding", vhost, source, destination, kind, routing_key,
+                         arguments)
+
+    def delete_binding(self, vhost: str, source: str, destination: str, kind: str,
+                       routing_key: str, arguments: dict[str, Any]) -> None:
+        self._definition("delete_binding", vhost, source, destination, kind, routing_key,
+                         arguments)
+
+    def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
+                    body: bytes) -> None:
+        self.recorded += 1
+        self.batch.puts[key] = (exchange, routing_key, header, body)
+
+    def delete_message(self, key: MessageKey) -> None:
+        self.recorded += 1
+        if self.batch.puts.pop(key, None) is None:
+            self.batch.deletes.append(key)
+
+    def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
+                    header: bytes, body: bytes) -> int:
+        self.next_delayed_id += 1
+        self._definition("put_delayed", self.next_delayed_id, vhost, exchange, due,
+                         routing_key, header, body)
+        return self.next_delayed_id
+
+    def delete_delayed(self, delayed_id: int) -> None:
+        self._definition("delete_delayed", delayed_id)
+
+    def _drop_pending(self, vhost: str, queue: str) -> None:
+        puts = self.batch.puts
+        for key in [k for k in puts if k[0] == vhost and k[1] == queue]:
+            del puts[key]
