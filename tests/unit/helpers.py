@@ -193,3 +193,20 @@ def make_message(exchange: str = "", routing_key: str = "", data: bytes = b"",
     info = fastcodec.scan_header(head)
     return Message(exchange, routing_key, head, data, info.delivery_mode, info.priority,
                    info.expiration, info.headers_span, info.user_id, fastcodec.decode_headers)
+
+
+# --- time --------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that stands still until a test moves it: pass it as `Timers(clock=...)`."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
