@@ -127,7 +127,10 @@ class Queue:
         if self.limited:
             self._drop_head_over_limit()
         if expires_at is not None:
-            self.schedule_expiry()
+            if now is not None and expires_at <= now:
+                self._expire(now)  # a TTL of 0 that no consumer took at once
+            else:
+                self.schedule_expiry()
         return True
 
     def _full(self, incoming: int) -> bool:
@@ -182,6 +185,8 @@ class Queue:
             entry.message = properties.replace(entry.message, headers=headers)
         self.buffer.requeue(entry)
         self.bytes += len(entry.message.body)
+        if self.limited and self.overflow == "drop-head":
+            self._drop_head_over_limit()
         if entry.expires_at is not None:
             self.schedule_expiry()
 
