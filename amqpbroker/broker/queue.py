@@ -69,7 +69,9 @@ class Queue:
             PriorityBuffer(max_priority) if max_priority is not None else FifoBuffer())
         self.bytes = 0
         self.store = vhost.store
-        self.store_messages = durable and vhost.store.durable
+        # Exclusive queues die with their connection, so they are never stored.
+        self.stored = durable and exclusive_owner is None
+        self.store_messages = self.stored and vhost.store.durable
         self.has_ttl = self.message_ttl is not None
         self.limited = self.max_length is not None or self.max_length_bytes is not None
         self.groups: dict[int, deque[Consumer]] = {}

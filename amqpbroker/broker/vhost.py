@@ -249,7 +249,7 @@ class VirtualHost:
         owner = session if exclusive else None
         queue = Queue(name, self, durable, auto_delete, owner, arguments)
         self.queues[name] = queue
-        if durable and owner is None:
+        if queue.stored:
             self.store.put_queue(self.name, name, auto_delete, arguments)
         if owner is not None:
             owner.exclusive_queues.add(queue)
@@ -274,7 +274,7 @@ class VirtualHost:
         if self.queues.get(queue.name) is not queue:
             return
         del self.queues[queue.name]
-        if queue.durable and queue.exclusive_owner is None:
+        if queue.stored:
             self.store.delete_queue(self.name, queue.name)
         consumers = queue.consumers
         queue.delete()
@@ -296,7 +296,7 @@ class VirtualHost:
         exchange = self.exchange(exchange_name)
         queue = self.queue(queue_name, session)
         exchange.router.check_arguments(arguments)
-        if exchange.bind(queue, routing_key, arguments) and exchange.durable and queue.durable:
+        if exchange.bind(queue, routing_key, arguments) and exchange.durable and queue.stored:
             self.store.put_binding(self.name, exchange_name, queue.name, "queue", routing_key,
                                    arguments)
 
@@ -310,7 +310,7 @@ class VirtualHost:
         if exchange is None or queue is None:
             return
         if exchange.unbind(queue, routing_key, freeze(arguments)):
-            if exchange.durable and queue.durable:
+            if exchange.durable and queue.stored:
                 self.store.delete_binding(self.name, exchange_name, queue_name, "queue",
                                           routing_key, arguments)
             self._maybe_auto_delete(exchange)

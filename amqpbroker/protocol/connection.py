@@ -68,6 +68,8 @@ CONNECTION_CLOSE_OK = 0x000A0033
 CONNECTION_CLASS = 10
 CHANNEL_CLASS = 20
 
+_PUBLISH_PREFIX = BASIC_PUBLISH.to_bytes(4, "big")
+
 _FAST_DECODERS: dict[int, Callable[[bytes], Any]] = {
     BASIC_PUBLISH: fastcodec.decode_publish,
     BASIC_ACK: fastcodec.decode_ack,
@@ -140,6 +142,8 @@ class Connection:
         self.last_received = now
         self.last_sent = now
         self.close_reason: str | None = None
+        self.hold_publishes = False  # a resource alarm: do not take publishes
+        self.paused = False  # a publish is waiting in the buffer for the alarm to clear
 
     # --- output -------------------------------------------------------------------
 
@@ -184,6 +188,9 @@ class Connection:
                 del buffer[:8]
                 self._send_start(*version)
             while self.state != CLOSED:
+                if self.hold_publishes:
+                    self._receive_until_publish()
+                    return
                 frames, used = parse_frames(buffer, self.max_payload)
                 if used:
                     del buffer[:used]
@@ -193,6 +200,8 @@ class Connection:
                     self._frame(frame_type, channel, payload)
                     if self.state == CLOSED:
                         return
+                    if self.hold_publishes:
+                        break
         except errors.ConnectionError_ as exc:
             buffer.clear()
             if self.state < RUNNING:
@@ -201,6 +210,28 @@ class Connection:
                 self.close(exc)
         except errors.HandshakeFailed as exc:
             self._finish(str(exc))
+
+    def _receive_until_publish(self) -> None:
+        """Under a resource alarm: process frame by frame and stop, leaving it buffered,
+        at the first Basic.Publish (RabbitMQ's connection.blocked behaviour)."""
+        buffer = self.buffer
+        while self.state != CLOSED:
+            frames, used = parse_frames(buffer, self.max_payload, 1)
+            if not frames:
+                return
+            frame_type, channel, payload = frames[0]
+            if (frame_type == FRAME_METHOD and channel and self.state == RUNNING
+                    and payload[:4] == _PUBLISH_PREFIX):
+                self.paused = True
+                return
+            del buffer[:used]
+            self._frame(frame_type, channel, payload)
+
+    def resume(self, now: float) -> None:
+        """The alarm cleared: process what was held back."""
+        self.hold_publishes = False
+        self.paused = False
+        self.receive_data(b"", now)
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
         if self.state == CLOSING:
@@ -471,6 +502,8 @@ class Connection:
                 return False
             return True
         heartbeat = self.heartbeat
+        if self.paused:
+            self.last_received = now  # we are not reading; its silence is ours
         if heartbeat:
             if now - self.last_received > 2 * heartbeat:
                 self._finish(f"missed heartbeats from client, timeout: {heartbeat}s")

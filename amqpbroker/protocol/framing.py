@@ -52,8 +52,9 @@ def erlang_binary(data: bytes) -> str:
     return "<<" + ",".join(str(b) for b in data[:64]) + (",..." if len(data) > 64 else "") + ">>"
 
 
-def parse_frames(buffer: bytearray, max_payload: int) -> tuple[list[tuple[int, int, bytes]], int]:
-    """Split every complete frame off the front of `buffer`.
+def parse_frames(buffer: bytearray, max_payload: int,
+                 max_frames: int = -1) -> tuple[list[tuple[int, int, bytes]], int]:
+    """Split complete frames (all, or at most `max_frames`) off the front of `buffer`.
 
     Returns the frames as (type, channel, payload) and the number of bytes consumed; the
     caller deletes them. Raises a 501 connection error for an oversized frame, an unknown
@@ -63,7 +64,7 @@ def parse_frames(buffer: bytearray, max_payload: int) -> tuple[list[tuple[int, i
     pos = 0
     end = len(buffer)
     unpack = _FRAME_HEADER.unpack_from
-    while end - pos >= FRAME_OVERHEAD:
+    while end - pos >= FRAME_OVERHEAD and len(frames) != max_frames:
         frame_type, channel, size = unpack(buffer, pos)
         if size > max_payload:
             raise errors.ConnectionError_(

@@ -106,9 +106,13 @@ class SqliteStore(BatchingStore):
             self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                             (str(SCHEMA_VERSION),))
             return
-        if int(row[0]) > SCHEMA_VERSION:
+        try:
+            version = int(row[0])
+        except ValueError:
+            raise StoreError(f"{self.path}: unreadable schema version {row[0]!r}") from None
+        if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer amqpbroker (schema version "
-                             f"{row[0]}, this one reads up to {SCHEMA_VERSION})")
+                             f"{version}, this one reads up to {SCHEMA_VERSION})")
 
     def close(self) -> None:
         self.db.close()

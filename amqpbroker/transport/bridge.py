@@ -20,7 +20,7 @@ from amqpbroker.broker.handlers import DISPATCH, publish
 from amqpbroker.broker.message import Message
 from amqpbroker.broker.session import Session
 from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.connection import RUNNING, Connection, Limits
+from amqpbroker.protocol.connection import Connection, Limits
 from amqpbroker.protocol.framing import encode_method
 
 log = logging.getLogger("amqpbroker.connection")
@@ -65,7 +65,6 @@ class ClientConnection:
         self.encode_deliver = fastcodec.encode_deliver
         self.publisher = False
         self.held = False  # output waits for the store's fsync
-        self.blocked = False
         self.told_blocked = False
 
     # --- protocol Handler ------------------------------------------------------------------
@@ -189,24 +188,34 @@ class ClientConnection:
     # --- resource alarms (connection.blocked) --------------------------------------------
 
     def set_blocked(self, blocked: bool) -> None:
-        """A resource alarm was raised or cleared broker-wide."""
-        self.blocked = blocked
+        """A resource alarm was raised or cleared broker-wide: hold publishes back (the
+        protocol stops at the next Basic.Publish) or let them through again."""
+        self.protocol.hold_publishes = blocked
         if blocked:
-            self.should_pause()
+            if self.publisher:
+                self.tell_blocked()
         elif self.told_blocked:
             self.told_blocked = False
             self.send_method(0, commands.Connection.Unblocked())
 
-    def should_pause(self) -> bool:
-        """True while this connection publishes under an alarm: stop reading it (and tell
-        the client once, if it understands connection.blocked)."""
-        if not (self.blocked and self.publisher and self.protocol.state == RUNNING):
-            return False
+    def tell_blocked(self) -> None:
+        """Send connection.blocked once, if the client understands it."""
         if not self.told_blocked and self.protocol.client_capabilities.get("connection.blocked"):
             self.told_blocked = True
             resource = "disk" if "disk" in self.broker.alarms else "memory"
             self.send_method(0, commands.Connection.Blocked(reason=f"low on {resource}"))
-        return True
+
+    @property
+    def paused(self) -> bool:
+        """A publish is held back by an alarm: stop reading this connection."""
+        return self.protocol.paused
+
+    def resume(self, now: float) -> None:
+        """The alarm cleared: process the held publishes, then read again."""
+        self.protocol.resume(now)
+        if self.session is not None:
+            self.session.end_of_pass()
+        self.wake()
 
     def shutdown_on_error(self, reason: str) -> None:
         self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, reason))

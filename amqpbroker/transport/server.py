@@ -125,7 +125,7 @@ class Server:
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = ClientConnection(self.broker, self.limits, peer, self.clock(), wakeup.set,
                                   rearm.set)
-        client.blocked = bool(self.broker.alarms)
+        client.protocol.hold_publishes = bool(self.broker.alarms)
         self.clients.add(client)
         try:
             async with stream, anyio.create_task_group() as tasks:
@@ -144,9 +144,11 @@ class Server:
         proto = client.protocol
         try:
             while not proto.closed:
-                if client.should_pause():
+                if client.paused:
+                    client.tell_blocked()
                     client.wake()
                     await self._unblocked.wait()
+                    client.resume(self.clock())
                     continue
                 data = await stream.receive(READ_SIZE)
                 client.receive(data, self.clock())
