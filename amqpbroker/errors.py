@@ -220,3 +220,10 @@ def user_id_mismatch(user_id: str, username: str) -> ChannelError:
         PRECONDITION_FAILED,
         f"user_id property set to '{user_id}' but authenticated user was '{username}'",
     )
+
+
+def access_refused(resource: str, name: str, vhost: str, user: str) -> ChannelError:
+    return ChannelError(
+        ACCESS_REFUSED,
+        f"access to {resource} '{name}' in vhost '{vhost}' refused for user '{user}'",
+    )

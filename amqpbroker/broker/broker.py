@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 
+from amqpbroker.broker.access import Access
 from amqpbroker.broker.channel import Sink
 from amqpbroker.broker.session import Session
 from amqpbroker.broker.timers import Timers
@@ -18,22 +18,21 @@ class Broker:
 
     def __init__(self, default_user: str = "guest", default_pass: str = "guest",
                  default_vhost: str = "/", timers: Timers | None = None,
-                 consumer_timeout: float | None = None, store: Store | None = None) -> None:
+                 consumer_timeout: float | None = None, store: Store | None = None,
+                 loopback_users: tuple[str, ...] = ("guest",)) -> None:
         self.timers = timers or Timers()
         self.store: Store = store or MemoryStore()
         self.consumer_timeout = consumer_timeout
-        self.users: dict[str, str] = {default_user: default_pass}
+        self.access = Access(loopback_users)
+        self.access.add_user(default_user, default_pass, tags=["administrator"])
+        self.access.set_permission(default_user, default_vhost)
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.vhosts: dict[str, VirtualHost] = {
             default_vhost: VirtualHost(default_vhost, self.timers, self.store)}
 
-    def authenticate(self, username: str, password: str) -> bool:
-        """Unknown user and wrong password take the same path and the same time."""
-        stored = self.users.get(username)
-        expected = (stored if stored is not None else "\x00unknown").encode("utf-8")
-        ok = hmac.compare_digest(expected, password.encode("utf-8"))
-        return ok and stored is not None
+    def authenticate(self, username: str, password: str, loopback: bool) -> bool:
+        return self.access.authenticate(username, password, loopback) is not None
 
     def set_alarm(self, resource: str, active: bool) -> None:
         """Raise or clear a resource alarm (memory, disk); while any is raised, publishers
@@ -49,7 +48,15 @@ class Broker:
 
     def open_session(self, vhost_name: str, username: str, sink: Sink,
                      cancel_notify: bool) -> Session | None:
+        """A session on the vhost (None: no such vhost); 530 if the user may not use it."""
         vhost = self.vhosts.get(vhost_name)
         if vhost is None:
             return None
-        return Session(vhost, username, sink, cancel_notify, self.consumer_timeout)
+        permission = self.access.permission(username, vhost_name)
+        return Session(vhost, username, sink, cancel_notify, self.consumer_timeout, permission)
+
+    def add_vhost(self, name: str) -> VirtualHost:
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = self.vhosts[name] = VirtualHost(name, self.timers, self.store)
+        return vhost

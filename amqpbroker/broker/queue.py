@@ -193,8 +193,9 @@ class Queue:
             self.schedule_expiry()
 
     def settle(self, entry: Entry) -> None:
-        """The message is done with (acked, or delivered without ack): forget it."""
-        if self.store_messages and entry.message.persistent:
+        """The message is done with (acked, or delivered without ack): forget it. (A
+        deleted queue's rows went with it; a successor of the same name has its own.)"""
+        if self.store_messages and entry.message.persistent and not self.deleted:
             self.store.delete_message((self.vhost_name, self.name, entry.seq))
 
     def discard(self, entry: Entry, reason: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from amqpbroker import errors
+from amqpbroker.broker.access import Permission
 from amqpbroker.broker.channel import Channel, Sink
 
 if TYPE_CHECKING:
@@ -17,15 +19,29 @@ class Session:
     """Everything the broker holds for one connection."""
 
     def __init__(self, vhost: VirtualHost, username: str, sink: Sink,
-                 cancel_notify: bool, consumer_timeout: float | None = None) -> None:
+                 cancel_notify: bool, consumer_timeout: float | None = None,
+                 permission: Permission | None = None) -> None:
         self.vhost = vhost
         self.consumer_timeout = consumer_timeout
+        self.permission = permission or Permission()
+        self._allowed: set[tuple[str, str, str]] = set()
         self.username = username
         self.sink = sink
         self.cancel_notify = cancel_notify
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: set[Queue] = set()
         self.dirty_channels: set[Channel] = set()
+
+    def check(self, kind: str, resource: str, name: str) -> None:
+        """403 unless the user has `kind` (configure, write, read) permission on the
+        resource (`queue` or `exchange`); answers are remembered per session."""
+        key = (kind, resource, name)
+        if key in self._allowed:
+            return
+        checked = "amq.default" if resource == "exchange" and not name else name
+        if not self.permission.allows(kind, checked):
+            raise errors.access_refused(resource, checked, self.vhost.name, self.username)
+        self._allowed.add(key)
 
     def open_channel(self, channel_id: int) -> Channel:
         channel = Channel(self, channel_id, self.sink)

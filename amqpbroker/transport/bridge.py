@@ -53,9 +53,11 @@ class ClientConnection:
     """One client: protocol state machine, broker session, output buffer."""
 
     def __init__(self, broker: Broker, limits: Limits, peer: str, now: float,
-                 wake: Callable[[], None], rearm: Callable[[], None]) -> None:
+                 wake: Callable[[], None], rearm: Callable[[], None],
+                 loopback: bool = True) -> None:
         self.broker = broker
         self.peer = peer
+        self.loopback = loopback
         self.protocol = Connection(self, CAPABILITIES, limits, now)
         self.session: Session | None = None
         self.wake = wake
@@ -70,7 +72,7 @@ class ClientConnection:
     # --- protocol Handler ------------------------------------------------------------------
 
     def authenticate(self, mechanism: str, username: str, password: str) -> bool:
-        if self.broker.authenticate(username, password):
+        if self.broker.authenticate(username, password, self.loopback):
             return True
         log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
         return False

@@ -6,6 +6,7 @@ goes wrong with one peer ends that connection only.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 
@@ -120,11 +121,12 @@ class Server:
         try:
             host, port = stream.extra(SocketAttribute.remote_address)[:2]
             peer = f"{host}:{port}"
+            loopback = ipaddress.ip_address(host).is_loopback
         except (TypeError, ValueError):
-            peer = "unknown"
+            peer, loopback = "unknown", False
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = ClientConnection(self.broker, self.limits, peer, self.clock(), wakeup.set,
-                                  rearm.set)
+                                  rearm.set, loopback)
         client.protocol.hold_publishes = bool(self.broker.alarms)
         self.clients.add(client)
         try:

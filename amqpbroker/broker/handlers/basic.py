@@ -32,6 +32,7 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
     if immediate:
         raise errors.not_implemented("immediate=true")
     session = channel.session
+    session.check("write", "exchange", exchange_name)
     if message.expiration is not None:
         check_expiration(message.expiration)
     if message.user_id is not None and message.user_id != session.username:
@@ -181,6 +182,7 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
     if name == REPLY_TO:
         _consume_reply_to(channel, method)
         return
+    session.check("read", "queue", name)
     queue = session.vhost.queue(name, session)
     tag = method.consumer_tag or names.consumer_tag()
     reply = channel.reply_consumer
@@ -217,7 +219,9 @@ def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:
 
 def get(channel: Channel, method: commands.Basic.Get) -> None:
     session = channel.session
-    queue = session.vhost.queue(queue_name(channel, method.queue), session)
+    name = queue_name(channel, method.queue)
+    session.check("read", "queue", name)
+    queue = session.vhost.queue(name, session)
     if queue.queue_type == "stream":
         raise errors.not_implemented(
             f"basic.get not supported by stream queues queue '{queue.name}' in vhost "

@@ -8,6 +8,8 @@ from amqpbroker.broker.channel import Channel
 
 
 def declare(channel: Channel, method: commands.Exchange.Declare) -> None:
+    if not method.passive:
+        channel.session.check("configure", "exchange", method.exchange)
     channel.session.vhost.declare_exchange(
         method.exchange, method.exchange_type, method.passive, method.durable,
         method.auto_delete, method.internal, method.arguments or {})
@@ -16,12 +18,19 @@ def declare(channel: Channel, method: commands.Exchange.Declare) -> None:
 
 
 def delete(channel: Channel, method: commands.Exchange.Delete) -> None:
+    channel.session.check("configure", "exchange", method.exchange)
     channel.session.vhost.delete_exchange(method.exchange, method.if_unused)
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Exchange.DeleteOk())
 
 
+def _check_binding(channel: Channel, destination: str, source: str) -> None:
+    channel.session.check("write", "exchange", destination)
+    channel.session.check("read", "exchange", source)
+
+
 def bind(channel: Channel, method: commands.Exchange.Bind) -> None:
+    _check_binding(channel, method.destination, method.source)
     channel.session.vhost.bind_exchange(
         method.destination, method.source, method.routing_key, method.arguments or {})
     if not method.nowait:
@@ -29,6 +38,7 @@ def bind(channel: Channel, method: commands.Exchange.Bind) -> None:
 
 
 def unbind(channel: Channel, method: commands.Exchange.Unbind) -> None:
+    _check_binding(channel, method.destination, method.source)
     channel.session.vhost.unbind_exchange(
         method.destination, method.source, method.routing_key, method.arguments or {})
     if not method.nowait:

@@ -19,9 +19,14 @@ def declare(channel: Channel, method: commands.Queue.Declare) -> None:
         channel.sink.send_method(channel.id, commands.Queue.DeclareOk(
             queue=names.REPLY_TO, message_count=0, consumer_count=1))
         return
+    name = method.queue
+    server_named = not name and not method.passive
+    if not method.passive:
+        name = name or names.server_named_queue()
+        session.check("configure", "queue", name)
     queue = session.vhost.declare_queue(
-        session, method.queue, method.passive, method.durable, method.exclusive,
-        method.auto_delete, method.arguments or {})
+        session, name, method.passive, method.durable, method.exclusive,
+        method.auto_delete, method.arguments or {}, server_named)
     channel.last_queue = queue.name
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Queue.DeclareOk(
@@ -29,31 +34,43 @@ def declare(channel: Channel, method: commands.Queue.Declare) -> None:
             consumer_count=queue.consumer_count))
 
 
+def _check_binding(channel: Channel, queue: str, exchange: str) -> None:
+    channel.session.check("write", "queue", queue)
+    channel.session.check("read", "exchange", exchange)
+
+
 def bind(channel: Channel, method: commands.Queue.Bind) -> None:
     session = channel.session
-    session.vhost.bind_queue(session, queue_name(channel, method.queue), method.exchange,
-                             method.routing_key, method.arguments or {})
+    name = queue_name(channel, method.queue)
+    _check_binding(channel, name, method.exchange)
+    session.vhost.bind_queue(session, name, method.exchange, method.routing_key,
+                             method.arguments or {})
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Queue.BindOk())
 
 
 def unbind(channel: Channel, method: commands.Queue.Unbind) -> None:
-    channel.session.vhost.unbind_queue(queue_name(channel, method.queue), method.exchange,
-                                       method.routing_key, method.arguments or {})
+    name = queue_name(channel, method.queue)
+    _check_binding(channel, name, method.exchange)
+    channel.session.vhost.unbind_queue(name, method.exchange, method.routing_key,
+                                       method.arguments or {})
     channel.sink.send_method(channel.id, commands.Queue.UnbindOk())
 
 
 def purge(channel: Channel, method: commands.Queue.Purge) -> None:
     session = channel.session
-    count = session.vhost.purge_queue(session, queue_name(channel, method.queue))
+    name = queue_name(channel, method.queue)
+    session.check("read", "queue", name)
+    count = session.vhost.purge_queue(session, name)
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Queue.PurgeOk(message_count=count))
 
 
 def delete(channel: Channel, method: commands.Queue.Delete) -> None:
     session = channel.session
-    count = session.vhost.delete_queue(session, queue_name(channel, method.queue),
-                                       method.if_unused, method.if_empty)
+    name = queue_name(channel, method.queue)
+    session.check("configure", "queue", name)
+    count = session.vhost.delete_queue(session, name, method.if_unused, method.if_empty)
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Queue.DeleteOk(message_count=count))
 
