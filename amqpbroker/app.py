@@ -19,6 +19,7 @@ from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
 from amqpbroker.transport.server import Server
+from amqpbroker.transport.tls import TLSSettings
 
 log = logging.getLogger("amqpbroker")
 
@@ -28,8 +29,10 @@ def build(settings: Settings) -> Server:
     Raises StoreError when the data directory or the store cannot be used."""
     store = SqliteStore(settings.data_dir) if settings.data_dir else MemoryStore()
     timeout = settings.consumer_timeout
+    loopback_users = tuple(u.strip() for u in settings.loopback_users.split(",") if u.strip())
     broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
-                    consumer_timeout=timeout / 1000.0 if timeout else None, store=store)
+                    consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
+                    loopback_users=loopback_users)
     started = time.monotonic()
     count = recover(broker, store.load(), build_message)
     if settings.data_dir:
@@ -41,7 +44,13 @@ def build(settings: Settings) -> Server:
     resources = ResourceLimits(
         memory=int(total_memory() * watermark) if watermark > 0 else None,
         data_dir=settings.data_dir, disk_free=settings.disk_free_limit)
-    return Server(broker, settings.host, settings.port, limits, resources)
+    tls = None
+    if settings.tls_cert:
+        tls = TLSSettings(settings.tls_cert, settings.tls_key or settings.tls_cert,
+                          settings.tls_ca, settings.tls_verify_peer,
+                          settings.tls_fail_if_no_peer_cert)
+    return Server(broker, settings.host, settings.port, limits, resources, tls,
+                  settings.tls_port, settings.max_connections)
 
 
 @asynccontextmanager

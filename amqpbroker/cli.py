@@ -1,68 +1,103 @@
-"""The `amqpbroker` command line; every option can also come from an environment variable."""
+"""The `amqpbroker` command line. Every `serve` option is a `Settings` field and can also
+come from `AMQPBROKER_<OPTION>` or a TOML config file; RabbitMQ's
+RABBITMQ_DEFAULT_USER/PASS/VHOST are honoured too."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import sys
+import typing
+from dataclasses import fields
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from amqpbroker import __version__
 from amqpbroker.app import run
-from amqpbroker.config import Settings
+from amqpbroker.config import ConfigError, Settings, load_file
 from amqpbroker.store.sqlite import StoreError
 
 LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
+RABBITMQ_ENV = {"default_user": "RABBITMQ_DEFAULT_USER", "default_pass": "RABBITMQ_DEFAULT_PASS",
+                "default_vhost": "RABBITMQ_DEFAULT_VHOST"}
+PARAM_TYPES: dict[str, click.ParamType] = {
+    "port": click.IntRange(0, 65535),
+    "tls_port": click.IntRange(0, 65535),
+    "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
+    "channel_max": click.IntRange(1, 65535),
+    "frame_max": click.IntRange(4096, 2**31 - 1),
+    "heartbeat": click.IntRange(0, 65535),
+    "max_connections": click.IntRange(1),
+    "consumer_timeout": click.IntRange(1),
+    "disk_free_limit": click.IntRange(0),
+    "max_message_size": click.IntRange(1),
+    "handshake_timeout": click.FloatRange(0.1),
+    "memory_high_watermark": click.FloatRange(0, 1),
+}
 
 
-@click.group(context_settings={"auto_envvar_prefix": "AMQPBROKER"})
+def _options(command: Any) -> Any:
+    """One option per Settings field."""
+    hints = typing.get_type_hints(Settings)
+    for setting in reversed(fields(Settings)):
+        name = setting.name
+        option = "--" + name.replace("_", "-")
+        envvars = [f"AMQPBROKER_{name.upper()}"] + ([RABBITMQ_ENV[name]]
+                                                   if name in RABBITMQ_ENV else [])
+        hint = hints[name]
+        if hint is bool:
+            decl = f"{option}/--no-{option[2:]}"
+            command = click.option(decl, name, default=setting.default, envvar=envvars,
+                                   show_default=True, help=setting.metadata["help"])(command)
+            continue
+        base = typing.get_args(hint)[0] if typing.get_args(hint) else hint
+        command = click.option(option, name, default=setting.default, envvar=envvars,
+                               type=PARAM_TYPES.get(name, base), show_default=True,
+                               help=setting.metadata["help"])(command)
+    return command
+
+
+@click.group()
 @click.version_option(__version__, prog_name="amqpbroker")
 def main() -> None:
     """amqpbroker: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged."""
 
 
+def _fail(message: str) -> None:
+    click.echo(f"amqpbroker: {message}", err=True)
+    sys.exit(1)
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="AMQPBROKER_HOST",
-              help="Address to listen on.")
-@click.option("--port", default=5672, show_default=True, envvar="AMQPBROKER_PORT",
-              type=click.IntRange(0, 65535), help="AMQP port (0 picks a free one).")
-@click.option("--log-level", default="info", show_default=True, envvar="AMQPBROKER_LOG_LEVEL",
-              type=click.Choice(LOG_LEVELS, case_sensitive=False))
-@click.option("--default-user", default="guest", show_default=True,
-              envvar=["AMQPBROKER_DEFAULT_USER", "RABBITMQ_DEFAULT_USER"])
-@click.option("--default-pass", default="guest", show_default=True,
-              envvar=["AMQPBROKER_DEFAULT_PASS", "RABBITMQ_DEFAULT_PASS"])
-@click.option("--default-vhost", default="/", show_default=True,
-              envvar=["AMQPBROKER_DEFAULT_VHOST", "RABBITMQ_DEFAULT_VHOST"])
-@click.option("--heartbeat", default=60, show_default=True, envvar="AMQPBROKER_HEARTBEAT",
-              type=click.IntRange(0, 65535), help="Heartbeat interval offered, in seconds.")
-@click.option("--consumer-timeout", default=None, envvar="AMQPBROKER_CONSUMER_TIMEOUT",
-              type=click.IntRange(1), help="Consumer acknowledgement timeout in ms (off).")
-@click.option("--data-dir", default=None, envvar="AMQPBROKER_DATA_DIR",
-              help="Directory for durable definitions and persistent messages "
-                   "(default: none, nothing survives a restart).")
-@click.option("--disk-free-limit", default=50_000_000, show_default=True,
-              envvar="AMQPBROKER_DISK_FREE_LIMIT", type=click.IntRange(0),
-              help="Bytes that must stay free in the data directory.")
-def serve(host: str, port: int, log_level: str, default_user: str, default_pass: str,
-          default_vhost: str, heartbeat: int, consumer_timeout: int | None,
-          data_dir: str | None, disk_free_limit: int) -> None:
+@click.option("--config", "config_file", default=None, envvar="AMQPBROKER_CONFIG",
+              type=click.Path(dir_okay=False), help="TOML file of settings (see config/).")
+@_options
+@click.pass_context
+def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
     """Start the broker and serve until SIGINT or SIGTERM."""
-    logging.basicConfig(level=log_level.upper(),
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            values = load_file(config_file)
+        except ConfigError as exc:
+            _fail(str(exc))
+    for name, value in options.items():
+        if name not in values or ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
+            values[name] = value
+    settings = Settings(**values)
+    logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(host=host, port=port, log_level=log_level, default_user=default_user,
-                        default_pass=default_pass, default_vhost=default_vhost,
-                        heartbeat=heartbeat, consumer_timeout=consumer_timeout,
-                        data_dir=data_dir, disk_free_limit=disk_free_limit)
     try:
         run(settings)
-    except StoreError as exc:
-        click.echo(f"amqpbroker: {exc}", err=True)
-        sys.exit(1)
+    except (StoreError, ConfigError) as exc:
+        _fail(str(exc))
     except OSError as exc:
-        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        click.echo(f"amqpbroker: cannot listen on {host}:{port}: {reason or exc}", err=True)
-        sys.exit(1)
+        if exc.errno == errno.EADDRINUSE:
+            _fail(f"cannot listen on {settings.host}:{settings.port} (or the AMQPS port "
+                  f"{settings.tls_port}): address already in use")
+        _fail(f"cannot start: {exc.strerror or exc}"
+              + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
     except KeyboardInterrupt:
         pass

@@ -81,7 +81,8 @@ _FAST_DECODERS: dict[int, Callable[[bytes], Any]] = {
 class Handler(Protocol):
     """What the connection needs from the broker side."""
 
-    def authenticate(self, mechanism: str, username: str, password: str) -> bool: ...
+    def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
+        """Check a login; `password` is None for EXTERNAL (a verified certificate)."""
     def open_vhost(self, vhost: str) -> None: ...
     def on_channel_open(self, channel: int) -> None: ...
     def on_channel_closed(self, channel: int) -> None: ...
@@ -121,8 +122,10 @@ class Connection:
     """One AMQP connection's protocol state, without IO."""
 
     def __init__(self, handler: Handler, capabilities: dict[str, bool], limits: Limits,
-                 now: float) -> None:
+                 now: float, external_user: str | None = None) -> None:
         self.handler = handler
+        # The common name of a verified TLS client certificate: offers SASL EXTERNAL.
+        self.external_user = external_user
         self.capabilities = capabilities
         self.limits = limits
         self.state = HEADER
@@ -366,7 +369,8 @@ class Connection:
         self.send_method(0, commands.Connection.Start(
             version_major=major, version_minor=minor,
             server_properties=server_properties(self.capabilities),
-            mechanisms="PLAIN AMQPLAIN", locales="en_US",
+            mechanisms="PLAIN AMQPLAIN" + (" EXTERNAL" if self.external_user else ""),
+            locales="en_US",
         ))
 
     def _connection_method(self, payload: bytes) -> None:
@@ -420,7 +424,10 @@ class Connection:
         response = method.response
         if isinstance(response, str):
             response = response.encode("utf-8")
-        credentials = _parse_credentials(mechanism, response)
+        if mechanism == "EXTERNAL" and self.external_user is not None:
+            credentials: tuple[str, str | None] | None = (self.external_user, None)
+        else:
+            credentials = _parse_credentials(mechanism, response)
         if credentials is None:
             raise errors.HandshakeFailed(f"unsupported mechanism or response: {mechanism}")
         username, password = credentials

@@ -54,11 +54,11 @@ class ClientConnection:
 
     def __init__(self, broker: Broker, limits: Limits, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None],
-                 loopback: bool = True) -> None:
+                 loopback: bool = True, external_user: str | None = None) -> None:
         self.broker = broker
         self.peer = peer
         self.loopback = loopback
-        self.protocol = Connection(self, CAPABILITIES, limits, now)
+        self.protocol = Connection(self, CAPABILITIES, limits, now, external_user)
         self.session: Session | None = None
         self.wake = wake
         self.rearm = rearm
@@ -71,8 +71,11 @@ class ClientConnection:
 
     # --- protocol Handler ------------------------------------------------------------------
 
-    def authenticate(self, mechanism: str, username: str, password: str) -> bool:
-        if self.broker.authenticate(username, password, self.loopback):
+    def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
+        if password is None:
+            if username in self.broker.access.users:
+                return True
+        elif self.broker.authenticate(username, password, self.loopback):
             return True
         log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
         return False

@@ -12,17 +12,20 @@ import math
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.streams.tls import TLSListener
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.connection import Limits
 from amqpbroker.transport.alarms import ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
 from amqpbroker.transport.committer import Committer, StoreFailed
+from amqpbroker.transport.tls import TLSSettings, peer_common_name, server_context
 
 log = logging.getLogger("amqpbroker.server")
 
 READ_SIZE = 256 * 1024
 SHUTDOWN_GRACE = 2.0
+TLS_HANDSHAKE_TIMEOUT = 5.0  # RabbitMQ's ssl_handshake_timeout
 
 
 class _Wakeup:
@@ -45,7 +48,8 @@ class Server:
     """Accepts AMQP connections for one broker."""
 
     def __init__(self, broker: Broker, host: str, port: int, limits: Limits,
-                 resources: ResourceLimits) -> None:
+                 resources: ResourceLimits, tls: TLSSettings | None = None,
+                 tls_port: int = 5671, max_connections: int | None = None) -> None:
         self.broker = broker
         self.host = host
         self.port = port
@@ -53,6 +57,10 @@ class Server:
         self.clients: set[ClientConnection] = set()
         self.clock = broker.timers.clock
         self.resources = resources
+        self.tls = tls
+        self.tls_port = tls_port
+        self.max_connections = max_connections
+        self._tls_listener: TLSListener | None = None
         self.committer = Committer(broker.store)
         self._unblocked = anyio.Event()
         broker.alarm_listeners.append(self._alarm)
@@ -61,10 +69,17 @@ class Server:
         self._closing = False
 
     async def listen(self) -> None:
-        """Bind the listening socket; raises OSError (e.g. the port is in use)."""
+        """Bind the listening sockets; raises OSError (e.g. a port in use, unusable TLS
+        files)."""
         self._listener = await anyio.create_tcp_listener(
             local_host=self.host, local_port=self.port)
         self.port = self._listener.extra(SocketAttribute.local_port)
+        if self.tls is not None:
+            context = server_context(self.tls)
+            tcp = await anyio.create_tcp_listener(local_host=self.host, local_port=self.tls_port)
+            self.tls_port = tcp.extra(SocketAttribute.local_port)
+            self._tls_listener = TLSListener(tcp, context, standard_compatible=False,
+                                             handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until `shutdown`; `listen` must have been called."""
@@ -73,6 +88,8 @@ class Server:
             tasks.start_soon(self._run_timers)
             tasks.start_soon(self.committer.run)
             tasks.start_soon(watch_resources, self.broker, self.resources)
+            if self._tls_listener is not None:
+                tasks.start_soon(self._tls_listener.serve, self._handle, tasks)
             task_status.started()
             await self._listener.serve(self._handle, task_group=tasks)
 
@@ -115,7 +132,11 @@ class Server:
             self._tasks.cancel_scope.cancel()
 
     async def _handle(self, stream: SocketStream) -> None:
-        if self._closing:
+        full = self.max_connections is not None and len(self.clients) >= self.max_connections
+        if self._closing or full:
+            if full:
+                log.warning("connection refused: the limit of %d connections is reached",
+                            self.max_connections)
             await stream.aclose()
             return
         try:
@@ -126,7 +147,7 @@ class Server:
             peer, loopback = "unknown", False
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = ClientConnection(self.broker, self.limits, peer, self.clock(), wakeup.set,
-                                  rearm.set, loopback)
+                                  rearm.set, loopback, peer_common_name(stream))
         client.protocol.hold_publishes = bool(self.broker.alarms)
         self.clients.add(client)
         try:

@@ -1,0 +1,47 @@
+"""TLS for the AMQPS listener: the server context (TLS 1.2+, optional client-certificate
+verification) and the identity a verified client certificate carries."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from anyio.streams.tls import TLSAttribute
+
+
+@dataclass
+class TLSSettings:
+    certfile: str
+    keyfile: str
+    cafile: str | None = None
+    verify_peer: bool = False  # ask for a client certificate and verify it
+    fail_if_no_peer_cert: bool = False  # ... and refuse clients without one
+
+
+def server_context(settings: TLSSettings) -> ssl.SSLContext:
+    """Raises OSError/ssl.SSLError when the files cannot be used."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.certfile, settings.keyfile)
+    if settings.cafile:
+        context.load_verify_locations(settings.cafile)
+    if settings.verify_peer:
+        context.verify_mode = (ssl.CERT_REQUIRED if settings.fail_if_no_peer_cert
+                               else ssl.CERT_OPTIONAL)
+    return context
+
+
+def peer_common_name(stream: Any) -> str | None:
+    """The CN of the client's certificate, if it presented one that was verified."""
+    try:
+        certificate = stream.extra(TLSAttribute.peer_certificate)
+    except Exception:
+        return None
+    if not certificate:
+        return None
+    for rdn in certificate.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
