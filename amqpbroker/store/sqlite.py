@@ -90,6 +90,10 @@ class SqliteStore(BatchingStore):
             os.makedirs(data_dir, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None,
                                       check_same_thread=False)
+            tables = {name for (name,) in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:
+                raise StoreError(f"{self.path}: an SQLite file, but not an amqpbroker store")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)

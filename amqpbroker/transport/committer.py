@@ -47,6 +47,11 @@ class Committer:
             done, self._done = self._done, anyio.Event()
             done.set()
 
+    def kick(self) -> None:
+        """Write what is pending without anyone waiting (e.g. changes made by timers)."""
+        if self.store.pending:
+            self._kick.set()
+
     async def wait(self, recorded: int) -> None:
         """Return once every change up to `recorded` is on disk."""
         while self.committed < recorded:

@@ -12,14 +12,13 @@ import math
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
-from anyio.streams.tls import TLSListener
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.connection import Limits
 from amqpbroker.transport.alarms import ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
 from amqpbroker.transport.committer import Committer, StoreFailed
-from amqpbroker.transport.tls import TLSSettings, peer_common_name, server_context
+from amqpbroker.transport.tls import Listener, TLSSettings, peer_common_name, server_context
 
 log = logging.getLogger("amqpbroker.server")
 
@@ -60,7 +59,7 @@ class Server:
         self.tls = tls
         self.tls_port = tls_port
         self.max_connections = max_connections
-        self._tls_listener: TLSListener | None = None
+        self._tls_listener: Listener | None = None
         self.committer = Committer(broker.store)
         self._unblocked = anyio.Event()
         broker.alarm_listeners.append(self._alarm)
@@ -78,8 +77,8 @@ class Server:
             context = server_context(self.tls)
             tcp = await anyio.create_tcp_listener(local_host=self.host, local_port=self.tls_port)
             self.tls_port = tcp.extra(SocketAttribute.local_port)
-            self._tls_listener = TLSListener(tcp, context, standard_compatible=False,
-                                             handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+            self._tls_listener = Listener(tcp, context, standard_compatible=False,
+                                          handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until `shutdown`; `listen` must have been called."""
@@ -108,6 +107,7 @@ class Server:
                 timers.run_due(timers.now())
             except Exception:
                 log.exception("a timer failed")
+            self.committer.kick()
 
     def _alarm(self, blocked: bool) -> None:
         """A resource alarm changed: block or release every publishing connection."""

@@ -3,11 +3,16 @@ verification) and the identity a verified client certificate carries."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from anyio.streams.tls import TLSAttribute
+from anyio import aclose_forcefully, get_cancelled_exc_class
+from anyio.abc import AnyByteStream
+from anyio.streams.tls import TLSAttribute, TLSListener
+
+log = logging.getLogger("amqpbroker.tls")
 
 
 @dataclass
@@ -45,3 +50,14 @@ def peer_common_name(stream: Any) -> str | None:
             if key == "commonName":
                 return str(value)
     return None
+
+
+class Listener(TLSListener):
+    """anyio's TLS listener, logging a failed handshake as one line, not a traceback."""
+
+    @staticmethod
+    async def handle_handshake_error(exc: BaseException, stream: AnyByteStream) -> None:
+        await aclose_forcefully(stream)
+        if isinstance(exc, get_cancelled_exc_class()) or not isinstance(exc, Exception):
+            raise exc
+        log.info("TLS handshake failed: %s", exc)
