@@ -142,3 +142,46 @@ def test_amqpbroker_env_port_and_log_level() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_config_file_and_command_line_precedence(tmp_path: os.PathLike[str]) -> None:
+    config = os.path.join(tmp_path, "broker.toml")
+    with open(config, "w") as file:
+        file.write('default_user = "carol"\ndefault_pass = "pw"\nlog_level = "warning"\n')
+    with serve("--config", config, "--default-pass", "override") as (_, port):
+        connection = connect(port, "carol", "override")
+        assert connection.is_open
+        connection.close()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("bogus = 1\n", "unknown setting 'bogus'"),
+    ("port = 'x'\n", "'port' must be int"),
+    ("port = \n", "broker.toml"),
+])
+def test_bad_config_file_is_one_clear_line(tmp_path: os.PathLike[str], content: str,
+                                           message: str) -> None:
+    config = os.path.join(tmp_path, "broker.toml")
+    with open(config, "w") as file:
+        file.write(content)
+    result = subprocess.run([sys.executable, "-m", "amqpbroker", "serve", "--config", config],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_max_connections(tmp_path: os.PathLike[str]) -> None:
+    with serve("--max-connections", "1") as (_, port):
+        first = connect(port)
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            connect(port)
+        first.close()
+        deadline = time.monotonic() + 10
+        while True:  # the slot frees once the server has finished with the first one
+            try:
+                connect(port).close()
+                break
+            except pika.exceptions.AMQPConnectionError:
+                assert time.monotonic() < deadline, "the freed connection slot never came back"
