@@ -13,6 +13,7 @@ import anyio
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings
+from amqpbroker.definitions import apply, load
 from amqpbroker.protocol.connection import Limits
 from amqpbroker.store.memory import MemoryStore
 from amqpbroker.store.sqlite import SqliteStore
@@ -24,9 +25,10 @@ from amqpbroker.transport.tls import TLSSettings
 log = logging.getLogger("amqpbroker")
 
 
-def build(settings: Settings) -> Server:
-    """The broker, recovered from its data directory if it has one, and its server.
-    Raises StoreError when the data directory or the store cannot be used."""
+def build_broker(settings: Settings) -> Broker:
+    """The broker, recovered from its data directory if it has one, with the definitions
+    file applied. Raises StoreError or DefinitionsError naming what cannot be used."""
+    definitions = load(settings.definitions) if settings.definitions else None
     store = SqliteStore(settings.data_dir) if settings.data_dir else MemoryStore()
     timeout = settings.consumer_timeout
     loopback_users = tuple(u.strip() for u in settings.loopback_users.split(",") if u.strip())
@@ -38,6 +40,17 @@ def build(settings: Settings) -> Server:
     if settings.data_dir:
         log.info("recovered %d messages from %s in %.2fs", count, settings.data_dir,
                  time.monotonic() - started)
+    if definitions is not None:
+        apply(broker, definitions)
+        store.write_batch(store.take_batch())
+        log.info("applied definitions from %s: %s", settings.definitions,
+                 definitions.summary())
+    return broker
+
+
+def build(settings: Settings) -> Server:
+    """The broker and its server."""
+    broker = build_broker(settings)
     limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
                     settings.handshake_timeout, settings.max_message_size)
     watermark = settings.memory_high_watermark

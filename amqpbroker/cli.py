@@ -5,6 +5,7 @@ RABBITMQ_DEFAULT_USER/PASS/VHOST are honoured too."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import sys
 import typing
@@ -14,9 +15,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from amqpbroker import __version__
-from amqpbroker.app import run
+from amqpbroker import __version__, definitions
+from amqpbroker.app import build_broker, run
 from amqpbroker.config import ConfigError, Settings, load_file
+from amqpbroker.definitions import DefinitionsError
 from amqpbroker.store.sqlite import StoreError
 
 LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
@@ -91,7 +93,7 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(settings)
-    except (StoreError, ConfigError) as exc:
+    except (StoreError, ConfigError, DefinitionsError) as exc:
         _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -101,3 +103,36 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
               + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
     except KeyboardInterrupt:
         pass
+
+
+@main.group(name="definitions")
+def definitions_group() -> None:
+    """RabbitMQ definitions (users, vhosts, permissions, exchanges, queues, bindings)."""
+
+
+@definitions_group.command(name="export")
+@click.option("--data-dir", default=None, envvar="AMQPBROKER_DATA_DIR",
+              help="The data directory whose durable definitions to export.")
+@click.option("--definitions", "definitions_file", default=None,
+              envvar="AMQPBROKER_DEFINITIONS", help="A definitions file applied on top.")
+@click.option("--default-user", default="guest", envvar=["AMQPBROKER_DEFAULT_USER",
+                                                          "RABBITMQ_DEFAULT_USER"])
+@click.option("--default-pass", default="guest", envvar=["AMQPBROKER_DEFAULT_PASS",
+                                                          "RABBITMQ_DEFAULT_PASS"])
+@click.option("--default-vhost", default="/", envvar=["AMQPBROKER_DEFAULT_VHOST",
+                                                       "RABBITMQ_DEFAULT_VHOST"])
+@click.option("-o", "--output", type=click.File("w"), default="-",
+              help="Where to write the JSON (default: standard output).")
+def export_command(data_dir: str | None, definitions_file: str | None, default_user: str,
+                   default_pass: str, default_vhost: str, output: Any) -> None:
+    """Write the broker's definitions in RabbitMQ's definitions.json schema."""
+    settings = Settings(data_dir=data_dir, definitions=definitions_file,
+                        default_user=default_user, default_pass=default_pass,
+                        default_vhost=default_vhost, log_level="warning")
+    try:
+        broker = build_broker(settings)
+    except (StoreError, DefinitionsError) as exc:
+        _fail(str(exc))
+    json.dump(definitions.export(broker), output, indent=2)
+    output.write("\n")
+    broker.store.close()

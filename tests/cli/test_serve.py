@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -185,3 +186,32 @@ def test_max_connections(tmp_path: os.PathLike[str]) -> None:
                 break
             except pika.exceptions.AMQPConnectionError:
                 assert time.monotonic() < deadline, "the freed connection slot never came back"
+
+
+def test_definitions_at_start_and_export(tmp_path: os.PathLike[str]) -> None:
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "config",
+                           "definitions.example.json")
+    data_dir = os.path.join(tmp_path, "data")
+    with serve("--definitions", example, "--data-dir", data_dir) as (proc, _):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "amqpbroker", "definitions", "export", "--data-dir", data_dir],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    exported = json.loads(result.stdout)
+    with open(example) as file:
+        expected = json.load(file)
+    assert {q["name"] for q in exported["queues"]} == {
+        q["name"] for q in expected["queues"] if q.get("durable", True)}
+
+
+def test_bad_definitions_name_the_entry(tmp_path: os.PathLike[str]) -> None:
+    bad = os.path.join(tmp_path, "defs.json")
+    with open(bad, "w") as file:
+        json.dump({"queues": [{"name": "q", "vhost": "nope"}]}, file)
+    result = subprocess.run([sys.executable, "-m", "amqpbroker", "serve", "--definitions", bad],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "queues[0]" in result.stderr and "defs.json" in result.stderr
