@@ -63,9 +63,13 @@ def parse_frames(buffer: bytearray, max_payload: int,
     frames: list[tuple[int, int, bytes]] = []
     pos = 0
     end = len(buffer)
+    if end < FRAME_OVERHEAD:
+        return frames, 0
+    data = bytes(buffer)  # one copy per pass; each payload below is one slice of it
     unpack = _FRAME_HEADER.unpack_from
+    append = frames.append
     while end - pos >= FRAME_OVERHEAD and len(frames) != max_frames:
-        frame_type, channel, size = unpack(buffer, pos)
+        frame_type, channel, size = unpack(data, pos)
         if size > max_payload:
             raise errors.ConnectionError_(
                 errors.FRAME_ERROR,
@@ -76,18 +80,18 @@ def parse_frames(buffer: bytearray, max_payload: int,
         if end <= stop:
             break
         if frame_type not in _FRAME_TYPES:
-            payload = bytes(buffer[pos + 7 : stop])
+            payload = data[pos + 7 : stop]
             raise errors.ConnectionError_(
                 errors.FRAME_ERROR,
                 f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
             )
-        if buffer[stop] != FRAME_END:
+        if data[stop] != FRAME_END:
             raise errors.ConnectionError_(
                 errors.FRAME_ERROR,
-                f"type {frame_type}, all octets = {erlang_binary(bytes(buffer[pos + 7 : stop]))}"
-                f": {{invalid_frame_end_marker,{buffer[stop]}}}",
+                f"type {frame_type}, all octets = {erlang_binary(data[pos + 7 : stop])}"
+                f": {{invalid_frame_end_marker,{data[stop]}}}",
             )
-        frames.append((frame_type, channel, bytes(buffer[pos + 7 : stop])))
+        append((frame_type, channel, data[pos + 7 : stop]))
         pos = stop + 1
     return frames, pos
 
