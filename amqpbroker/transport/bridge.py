@@ -40,13 +40,30 @@ CAPABILITIES = {
 OUTBOUND_LIMIT = 4 * 1024 * 1024
 
 
+_SHARED: dict[object, object] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(value: Any) -> Any:
+    """One copy of values that recur across messages (routing keys, identical content
+    headers), so a deep queue keeps each of them once; bounded, simply reset when full."""
+    found = _SHARED.get(value)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
+
+
 def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
                   info: fastcodec.HeaderInfo | None = None) -> Message:
     """A broker message from a content header payload and body (scanned unless given)."""
     if info is None:
         info = fastcodec.scan_header(header)
-    return Message(exchange, routing_key, header, body, info.delivery_mode, info.priority,
-                   info.expiration, info.headers_span, info.user_id, fastcodec.decode_headers)
+    return Message(exchange, _shared(routing_key), _shared(header), body, info.delivery_mode,
+                   info.priority, info.expiration, info.headers_span, info.user_id,
+                   fastcodec.decode_headers)
 
 
 class ClientConnection:
