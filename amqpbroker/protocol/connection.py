@@ -194,7 +194,7 @@ class Connection:
                 if self.hold_publishes:
                     self._receive_until_publish()
                     return
-                frames, used = parse_frames(buffer, self.max_payload)
+                frames, used = self._parse(-1)
                 if used:
                     del buffer[:used]
                 if not frames:
@@ -206,7 +206,6 @@ class Connection:
                     if self.hold_publishes:
                         break
         except errors.ConnectionError_ as exc:
-            buffer.clear()
             if self.state < RUNNING:
                 self._finish(exc.reply_text)
             else:
@@ -214,12 +213,21 @@ class Connection:
         except errors.HandshakeFailed as exc:
             self._finish(str(exc))
 
+    def _parse(self, max_frames: int) -> tuple[list[tuple[int, int, bytes]], int]:
+        """Frames off the buffer; after a framing error the rest of the input is
+        meaningless, so it is dropped (the peer's Close-Ok comes in a later read)."""
+        try:
+            return parse_frames(self.buffer, self.max_payload, max_frames)
+        except errors.ConnectionError_:
+            self.buffer.clear()
+            raise
+
     def _receive_until_publish(self) -> None:
         """Under a resource alarm: process frame by frame and stop, leaving it buffered,
         at the first Basic.Publish (RabbitMQ's connection.blocked behaviour)."""
         buffer = self.buffer
         while self.state != CLOSED:
-            frames, used = parse_frames(buffer, self.max_payload, 1)
+            frames, used = self._parse(1)
             if not frames:
                 return
             frame_type, channel, payload = frames[0]
@@ -315,6 +323,7 @@ class Connection:
                 raise errors.ConnectionError_(
                     errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
                 )
+            decode_method(index, payload)
             self.channels[channel] = ChannelAssembler(self.limits.max_message_size)
             self.send_method(channel, commands.Channel.OpenOk())
             self.handler.on_channel_open(channel)

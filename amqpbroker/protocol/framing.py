@@ -13,6 +13,7 @@ from typing import Any
 from pamqp import base, commands
 
 from amqpbroker import errors
+from amqpbroker.protocol.fastcodec import table_depth
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
@@ -25,6 +26,9 @@ HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
+_LENGTH = struct.Struct(">I")
+_FIXED_ARGUMENTS = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
+MAX_TABLE_DEPTH = 64
 _FRAME_TYPES = (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT)
 
 
@@ -105,13 +109,47 @@ def method_index(payload: bytes) -> int:
     return _METHOD_INDEX.unpack_from(payload)[0]
 
 
+def check_arguments(cls: type[base.Frame], payload: bytes) -> None:
+    """Walk a method's arguments by their AMQP types and check every length (and every
+    field table's structure and nesting) against the payload: pamqp trusts lengths."""
+    pos = 4
+    bits = 0
+    for name in cls.__slots__:
+        kind = cls.amqp_type(name)
+        if kind == "bit":
+            if bits % 8 == 0:
+                pos += 1
+            bits += 1
+            continue
+        bits = 0
+        if kind == "shortstr":
+            pos += 1 + payload[pos]
+        elif kind == "longstr":
+            pos += 4 + _LENGTH.unpack_from(payload, pos)[0]
+        elif kind == "table":
+            if table_depth(payload, pos) > MAX_TABLE_DEPTH:
+                raise ValueError("field table nested too deeply")
+            pos += 4 + _LENGTH.unpack_from(payload, pos)[0]
+        else:
+            pos += _FIXED_ARGUMENTS[kind]
+        if pos > len(payload):
+            raise ValueError("argument runs past the end of the frame")
+
+
 def decode_method(index: int, payload: bytes) -> base.Frame:
-    """Decode a method that is not on the hot path with pamqp."""
+    """Decode a method that is not on the hot path with pamqp, after `check_arguments`."""
     cls = commands.INDEX_MAPPING.get(index)
     if cls is None:
         raise errors.ConnectionError_(
             errors.NOT_IMPLEMENTED, "unknown method", index >> 16, index & 0xFFFF
         )
+    try:
+        check_arguments(cls, payload)
+    except (ValueError, IndexError, struct.error) as exc:
+        raise errors.ConnectionError_(
+            errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:68])}: {exc}",
+            index >> 16, index & 0xFFFF,
+        ) from exc
     method = cls.__new__(cls)
     try:
         method.unmarshal(payload[4:])

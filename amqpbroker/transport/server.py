@@ -139,8 +139,9 @@ class Server:
                             self.max_connections)
             await stream.aclose()
             return
+        address = stream.extra(SocketAttribute.remote_address, None)
         try:
-            host, port = stream.extra(SocketAttribute.remote_address)[:2]
+            host, port = address[:2]  # type: ignore[index]
             peer = f"{host}:{port}"
             loopback = ipaddress.ip_address(host).is_loopback
         except (TypeError, ValueError):
