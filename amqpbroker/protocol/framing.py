@@ -147,7 +147,7 @@ def decode_method(index: int, payload: bytes) -> base.Frame:
         check_arguments(cls, payload)
     except (ValueError, IndexError, struct.error) as exc:
         raise errors.ConnectionError_(
-            errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:68])}: {exc}",
+            errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:68])}",
             index >> 16, index & 0xFFFF,
         ) from exc
     method = cls.__new__(cls)
