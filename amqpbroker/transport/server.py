@@ -66,6 +66,7 @@ class Server:
         self._tasks: anyio.abc.TaskGroup | None = None
         self._listener: anyio.abc.Listener[SocketStream]
         self._closing = False
+        self._all_gone = anyio.Event()
 
     async def listen(self) -> None:
         """Bind the listening sockets; raises OSError (e.g. a port in use, unusable TLS
@@ -124,8 +125,8 @@ class Server:
         for client in list(self.clients):
             client.shutdown("broker forced connection closure with reason 'shutdown'")
         with anyio.move_on_after(SHUTDOWN_GRACE):
-            while self.clients:
-                await anyio.sleep(0.01)
+            if self.clients:
+                await self._all_gone.wait()
         with anyio.move_on_after(SHUTDOWN_GRACE):
             await self.committer.flush()
         if self._tasks is not None:
@@ -162,6 +163,8 @@ class Server:
             client.protocol.connection_lost("connection closed")
             self.clients.discard(client)
             log.info("%s: connection closed: %s", peer, client.protocol.close_reason)
+            if self._closing and not self.clients:
+                self._all_gone.set()
 
     async def _reader(self, client: ClientConnection, stream: SocketStream,
                       tasks: anyio.abc.TaskGroup) -> None:
