@@ -11,11 +11,13 @@ from contextlib import asynccontextmanager
 import anyio
 
 from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.buffers import Paging
 from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings
 from amqpbroker.definitions import apply, load
 from amqpbroker.protocol.connection import Limits
 from amqpbroker.store.memory import MemoryStore
+from amqpbroker.store.pages import Pages
 from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
@@ -32,9 +34,12 @@ def build_broker(settings: Settings) -> Broker:
     store = SqliteStore(settings.data_dir) if settings.data_dir else MemoryStore()
     timeout = settings.consumer_timeout
     loopback_users = tuple(u.strip() for u in settings.loopback_users.split(",") if u.strip())
+    paging = None
+    if settings.queue_memory_limit:
+        paging = Paging(Pages(settings.data_dir), settings.queue_memory_limit)
     broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
                     consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
-                    loopback_users=loopback_users)
+                    loopback_users=loopback_users, paging=paging)
     started = time.monotonic()
     count = recover(broker, store.load(), build_message)
     if settings.data_dir:
@@ -78,6 +83,8 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
         finally:
             await server.shutdown()
             server.broker.store.close()
+            if server.broker.paging is not None:
+                server.broker.paging.pages.close()
 
 
 async def serve_until_signalled(settings: Settings) -> None:

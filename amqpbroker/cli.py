@@ -34,6 +34,7 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "max_connections": click.IntRange(1),
     "consumer_timeout": click.IntRange(1),
     "disk_free_limit": click.IntRange(0),
+    "queue_memory_limit": click.IntRange(0),
     "max_message_size": click.IntRange(1),
     "handshake_timeout": click.FloatRange(0.1),
     "memory_high_watermark": click.FloatRange(0, 1),
@@ -128,7 +129,8 @@ def export_command(data_dir: str | None, definitions_file: str | None, default_u
     """Write the broker's definitions in RabbitMQ's definitions.json schema."""
     settings = Settings(data_dir=data_dir, definitions=definitions_file,
                         default_user=default_user, default_pass=default_pass,
-                        default_vhost=default_vhost, log_level="warning")
+                        default_vhost=default_vhost, log_level="warning",
+                        queue_memory_limit=0)
     try:
         broker = build_broker(settings)
     except (StoreError, DefinitionsError) as exc:

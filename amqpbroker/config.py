@@ -34,6 +34,8 @@ class Settings:
                                                 "directory (disk alarm).")
     memory_high_watermark: float = _setting(0.4, "Fraction of RAM above which publishers are "
                                                  "blocked (0: off).")
+    queue_memory_limit: int = _setting(100_000, "Ready messages a queue keeps in memory; "
+                                                "the rest is paged to disk (0: never page).")
     channel_max: int = _setting(2047, "Most channels per connection (offered in Tune).")
     frame_max: int = _setting(131072, "Largest frame in bytes (offered in Tune).")
     heartbeat: int = _setting(60, "Heartbeat interval in seconds (offered in Tune).")

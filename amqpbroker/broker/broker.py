@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from amqpbroker.broker.access import Access
+from amqpbroker.broker.buffers import Paging
 from amqpbroker.broker.channel import Sink
 from amqpbroker.broker.session import Session
 from amqpbroker.broker.timers import Timers
@@ -19,7 +20,9 @@ class Broker:
     def __init__(self, default_user: str = "guest", default_pass: str = "guest",
                  default_vhost: str = "/", timers: Timers | None = None,
                  consumer_timeout: float | None = None, store: Store | None = None,
-                 loopback_users: tuple[str, ...] = ("guest",)) -> None:
+                 loopback_users: tuple[str, ...] = ("guest",),
+                 paging: Paging | None = None) -> None:
+        self.paging = paging
         self.timers = timers or Timers()
         self.store: Store = store or MemoryStore()
         self.consumer_timeout = consumer_timeout
@@ -29,7 +32,7 @@ class Broker:
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.vhosts: dict[str, VirtualHost] = {
-            default_vhost: VirtualHost(default_vhost, self.timers, self.store)}
+            default_vhost: VirtualHost(default_vhost, self.timers, self.store, paging)}
 
     def authenticate(self, username: str, password: str, loopback: bool) -> bool:
         return self.access.authenticate(username, password, loopback) is not None
@@ -58,5 +61,6 @@ class Broker:
     def add_vhost(self, name: str) -> VirtualHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VirtualHost(name, self.timers, self.store)
+            vhost = self.vhosts[name] = VirtualHost(name, self.timers, self.store,
+                                                    self.paging)
         return vhost

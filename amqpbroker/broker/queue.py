@@ -65,8 +65,11 @@ class Queue:
             limit = QUORUM_DELIVERY_LIMIT
         self.delivery_limit = limit
         max_priority = _count(arguments.get("x-max-priority"))
+        paging = vhost.paging
         self.buffer: FifoBuffer | PriorityBuffer = (
-            PriorityBuffer(max_priority) if max_priority is not None else FifoBuffer())
+            PriorityBuffer(max_priority) if max_priority is not None
+            else FifoBuffer(paging.pages.open, paging.memory_limit) if paging is not None
+            else FifoBuffer())
         self.bytes = 0
         self.store = vhost.store
         # Exclusive queues die with their connection, so they are never stored.
@@ -210,7 +213,7 @@ class Queue:
         self.groups.clear()
         self.priorities = []
         self.consumer_count = 0
-        self.buffer.clear()
+        self.buffer.close()
         self.bytes = 0
         for timer in (self._expiry_timer, self._unused_timer):
             if timer is not None:

@@ -14,7 +14,6 @@ from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.message import Entry, Message
 from amqpbroker.broker.queue import Queue
-from amqpbroker.broker.vhost import VirtualHost
 from amqpbroker.store.base import Snapshot
 
 MessageFactory = Callable[[str, str, bytes, bytes], Message]
@@ -22,12 +21,7 @@ MessageFactory = Callable[[str, str, bytes, bytes], Message]
 
 def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) -> int:
     """Load the snapshot into the broker; returns the number of messages recovered."""
-
-    def vhost(name: str) -> VirtualHost:
-        found = broker.vhosts.get(name)
-        if found is None:
-            found = broker.vhosts[name] = VirtualHost(name, broker.timers, broker.store)
-        return found
+    vhost = broker.add_vhost
 
     for row in snapshot.exchanges:
         host = vhost(row["vhost"])

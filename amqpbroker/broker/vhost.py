@@ -19,6 +19,7 @@ from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
 
 if TYPE_CHECKING:
+    from amqpbroker.broker.buffers import Paging
     from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Message
     from amqpbroker.broker.session import Session
@@ -103,10 +104,12 @@ def _check_flag(arg: str, kind: str, name: str, vhost: str, received: bool,
 class VirtualHost:
     """Exchanges and queues of one virtual host."""
 
-    def __init__(self, name: str, timers: Timers, store: Store) -> None:
+    def __init__(self, name: str, timers: Timers, store: Store,
+                 paging: Paging | None = None) -> None:
         self.name = name
         self.timers = timers
         self.store = store
+        self.paging = paging
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_channels: dict[str, Channel] = {}
