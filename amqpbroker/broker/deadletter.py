@@ -3,8 +3,8 @@
 `dead_letter` makes the message that a queue republishes to its dead-letter exchange:
 the x-death history and the x-first-death-* / x-last-death-* headers recorded, the
 per-message expiration removed, CC and BCC dropped when the queue sets a dead-letter
-routing key. `routing_keys` gives the keys a message routes by and `is_cycle` decides
-whether a dead-lettered message must be dropped instead of entering a queue.
+routing key. `is_cycle` decides whether a dead-lettered message must be dropped instead
+of entering a queue.
 
 Headers the rules do not touch keep their encoded bytes (and so their AMQP types), and so
 do the x-death entries that are not updated. Values written here have RabbitMQ's types:
@@ -169,13 +169,6 @@ def dead_letter(message: Message, queue_name: str, reason: str, dlx_routing_key:
         expiration=None,
         headers=headers,
     )
-
-
-def routing_keys(message: Message) -> list[str]:
-    """The keys `message` routes by: its routing key, then the CC and BCC header values.
-    For a dead-lettered message that is what RabbitMQ routes by too: the DLX routing key
-    alone when one was set (CC and BCC are gone), else all the original keys."""
-    return [message.routing_key, *message.sender_routes()]
 
 
 def is_cycle(message: Message, queue_name: str, reason: str) -> bool:
