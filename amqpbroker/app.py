@@ -57,7 +57,8 @@ def build(settings: Settings) -> Server:
     """The broker and its server."""
     broker = build_broker(settings)
     limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
-                    settings.handshake_timeout, settings.max_message_size)
+                    settings.handshake_timeout, settings.max_message_size,
+                    settings.pre_auth_frame_max, settings.max_table_depth)
     watermark = settings.memory_high_watermark
     resources = ResourceLimits(
         memory=int(total_memory() * watermark) if watermark > 0 else None,

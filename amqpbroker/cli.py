@@ -35,6 +35,8 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "consumer_timeout": click.IntRange(1),
     "disk_free_limit": click.IntRange(0),
     "queue_memory_limit": click.IntRange(0),
+    "pre_auth_frame_max": click.IntRange(512, 131072),
+    "max_table_depth": click.IntRange(1, 10000),
     "max_message_size": click.IntRange(1),
     "handshake_timeout": click.FloatRange(0.1),
     "memory_high_watermark": click.FloatRange(0, 1),

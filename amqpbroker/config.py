@@ -41,6 +41,10 @@ class Settings:
     heartbeat: int = _setting(60, "Heartbeat interval in seconds (offered in Tune).")
     handshake_timeout: float = _setting(10.0, "Seconds a client has to finish the handshake.")
     max_message_size: int = _setting(134217728, "Largest message body in bytes.")
+    pre_auth_frame_max: int = _setting(4096, "Largest frame in bytes before the handshake "
+                                             "completes.")
+    max_table_depth: int = _setting(64, "Deepest nesting of field tables in arguments and "
+                                        "message headers.")
     max_connections: int | None = _setting(None, "Most client connections (none: no limit).")
     consumer_timeout: int | None = _setting(None, "Milliseconds a delivery may stay unacked "
                                                   "(none: off).")

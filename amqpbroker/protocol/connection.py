@@ -53,7 +53,6 @@ ACCEPTED_HEADERS = {
     b"AMQP\x01\x01\x08\x00": (8, 0),
     b"AMQP\x01\x01\x09\x01": (8, 0),
 }
-PRE_AUTH_FRAME_MAX = 4096
 MIN_FRAME_MAX = 4096
 
 BASIC_PUBLISH = 0x003C0028
@@ -95,13 +94,15 @@ class Limits:
     """The negotiable and fixed limits of one connection."""
 
     def __init__(self, channel_max: int = 2047, frame_max: int = 131072, heartbeat: int = 60,
-                 handshake_timeout: float = 10.0,
-                 max_message_size: int = 134217728) -> None:
+                 handshake_timeout: float = 10.0, max_message_size: int = 134217728,
+                 pre_auth_frame_max: int = 4096, max_table_depth: int = 64) -> None:
         self.channel_max = channel_max
         self.frame_max = frame_max
         self.heartbeat = heartbeat
         self.handshake_timeout = handshake_timeout
         self.max_message_size = max_message_size
+        self.pre_auth_frame_max = pre_auth_frame_max
+        self.max_table_depth = max_table_depth
 
 
 def server_properties(capabilities: dict[str, bool]) -> dict[str, Any]:
@@ -133,7 +134,7 @@ class Connection:
         self.channel_max = limits.channel_max
         self.frame_max = limits.frame_max
         self.heartbeat = 0
-        self.max_payload = PRE_AUTH_FRAME_MAX - FRAME_OVERHEAD
+        self.max_payload = limits.pre_auth_frame_max - FRAME_OVERHEAD
         self.channels: dict[int, ChannelAssembler] = {}
         self.closing_channels: set[int] = set()
         self.client_properties: dict[str, Any] = {}
@@ -322,7 +323,7 @@ class Connection:
                 raise errors.ConnectionError_(
                     errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
                 )
-            decode_method(index, payload)
+            decode_method(index, payload, self.limits.max_table_depth)
             self.channels[channel] = ChannelAssembler(self.limits.max_message_size)
             self.send_method(channel, commands.Channel.OpenOk())
             self.handler.on_channel_open(channel)
@@ -336,7 +337,7 @@ class Connection:
                     errors.FRAME_ERROR, "cannot decode method", index >> 16, index & 0xFFFF
                 ) from exc
         else:
-            args = decode_method(index, payload)
+            args = decode_method(index, payload, self.limits.max_table_depth)
             if index >> 16 == CONNECTION_CLASS:
                 raise errors.ConnectionError_(
                     errors.COMMAND_INVALID, "unimplemented method", index >> 16, index & 0xFFFF
@@ -383,7 +384,7 @@ class Connection:
 
     def _connection_method(self, payload: bytes) -> None:
         index = method_index(payload)
-        method = decode_method(index, payload)
+        method = decode_method(index, payload, self.limits.max_table_depth)
         if index >> 16 != CONNECTION_CLASS:
             if self.state != RUNNING:
                 raise errors.HandshakeFailed("method on channel 0 before the connection was open")

@@ -28,7 +28,6 @@ _FRAME_HEADER = struct.Struct(">BHI")
 _METHOD_INDEX = struct.Struct(">I")
 _LENGTH = struct.Struct(">I")
 _FIXED_ARGUMENTS = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
-MAX_TABLE_DEPTH = 64
 _FRAME_TYPES = (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT)
 
 
@@ -109,7 +108,7 @@ def method_index(payload: bytes) -> int:
     return _METHOD_INDEX.unpack_from(payload)[0]
 
 
-def check_arguments(cls: type[base.Frame], payload: bytes) -> None:
+def check_arguments(cls: type[base.Frame], payload: bytes, max_depth: int) -> None:
     """Walk a method's arguments by their AMQP types and check every length (and every
     field table's structure and nesting) against the payload: pamqp trusts lengths."""
     pos = 4
@@ -127,7 +126,7 @@ def check_arguments(cls: type[base.Frame], payload: bytes) -> None:
         elif kind == "longstr":
             pos += 4 + _LENGTH.unpack_from(payload, pos)[0]
         elif kind == "table":
-            if table_depth(payload, pos) > MAX_TABLE_DEPTH:
+            if table_depth(payload, pos) > max_depth:
                 raise ValueError("field table nested too deeply")
             pos += 4 + _LENGTH.unpack_from(payload, pos)[0]
         else:
@@ -136,7 +135,7 @@ def check_arguments(cls: type[base.Frame], payload: bytes) -> None:
             raise ValueError("argument runs past the end of the frame")
 
 
-def decode_method(index: int, payload: bytes) -> base.Frame:
+def decode_method(index: int, payload: bytes, max_depth: int = 64) -> base.Frame:
     """Decode a method that is not on the hot path with pamqp, after `check_arguments`."""
     cls = commands.INDEX_MAPPING.get(index)
     if cls is None:
@@ -144,7 +143,7 @@ def decode_method(index: int, payload: bytes) -> base.Frame:
             errors.NOT_IMPLEMENTED, "unknown method", index >> 16, index & 0xFFFF
         )
     try:
-        check_arguments(cls, payload)
+        check_arguments(cls, payload, max_depth)
     except (ValueError, IndexError, struct.error) as exc:
         raise errors.ConnectionError_(
             errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:68])}",

@@ -7,6 +7,7 @@ does no IO itself: the transport reads and writes around it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from amqpbroker import errors
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.consumer import Consumer
 from amqpbroker.broker.handlers import DISPATCH, publish
-from amqpbroker.broker.message import Message
+from amqpbroker.broker.message import HeadersDecoder, Message
 from amqpbroker.broker.session import Session
 from amqpbroker.protocol import fastcodec
 from amqpbroker.protocol.connection import Connection, Limits
@@ -57,13 +58,13 @@ def _shared(value: Any) -> Any:
 
 
 def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
-                  info: fastcodec.HeaderInfo | None = None) -> Message:
+                  info: fastcodec.HeaderInfo | None = None,
+                  decoder: HeadersDecoder = fastcodec.decode_headers) -> Message:
     """A broker message from a content header payload and body (scanned unless given)."""
     if info is None:
         info = fastcodec.scan_header(header)
     return Message(exchange, _shared(routing_key), _shared(header), body, info.delivery_mode,
-                   info.priority, info.expiration, info.headers_span, info.user_id,
-                   fastcodec.decode_headers)
+                   info.priority, info.expiration, info.headers_span, info.user_id, decoder)
 
 
 class ClientConnection:
@@ -76,6 +77,8 @@ class ClientConnection:
         self.peer = peer
         self.loopback = loopback
         self.protocol = Connection(self, CAPABILITIES, limits, now, external_user)
+        self.decode_headers: HeadersDecoder = functools.partial(
+            fastcodec.decode_headers, max_depth=limits.max_table_depth)
         self.session: Session | None = None
         self.wake = wake
         self.rearm = rearm
@@ -127,7 +130,7 @@ class ClientConnection:
         assert self.session is not None
         self.publisher = True
         publish(self.session.channels[channel], args, build_message(
-            args[0], args[1], header, body, info))
+            args[0], args[1], header, body, info, self.decode_headers))
 
     def on_closed(self) -> None:
         session, self.session = self.session, None
