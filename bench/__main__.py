@@ -1,165 +1,191 @@
-"""1 producer -> 1 queue -> 1 consumer with aio-pika.
+"""amqpbroker vs RabbitMQ, side by side (issue 6). See bench/README.md.
 
-Scenarios: `transient` (16-byte transient messages, autoack) and `persistent` (durable
-queue, persistent messages, publisher confirms with a window of 100, manual ack with
-prefetch 100; every confirm after its fsync). The broker runs in its own process;
-producer and consumer run in two more, so the load generator shares no interpreter with
-the broker. Prints the delivered rate and the broker's CPU time per message (from
-/proc), as JSON too.
+    python -m bench                        # ours alone, every scenario, 3 repetitions
+    RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ python -m bench
+    python -m bench --scenario a --scenario g --quick --reps 1
+
+Our broker is started fresh (new process, new data directory) for every run. With
+RABBITMQ_URL set, each scenario runs on both brokers in alternation (ours, theirs, ours,
+theirs...). Prints median [min..max] per broker and the ratio ours/theirs; writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime
 import json
-import multiprocessing
 import os
-import shutil
-import socket
-import subprocess
+import platform
+import resource
+import statistics
 import sys
 import time
+import traceback
+from typing import Any
 
-import aio_pika
-
-QUEUE = "bench"
-WINDOW = 100
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.brokers import Target, find_rabbitmq_pid, our_broker
+from bench.scenarios import METRICS, SCENARIOS, Sizes
 
 
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 0.1 or value == 0:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def summarize(values: list[float | None]) -> dict[str, float] | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return {"median": statistics.median(present), "min": min(present), "max": max(present),
+            "n": len(present)}
 
 
-async def _consume(url: str, count: int, persistent: bool, ready: multiprocessing.Event,
-                   result: multiprocessing.Queue) -> None:
-    connection = await aio_pika.connect(url)
-    channel = await connection.channel()
-    await channel.set_qos(prefetch_count=100)
-    queue = await channel.declare_queue(QUEUE, durable=persistent)
-    done = asyncio.Event()
-    received = 0
-    started = 0.0
-
-    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        nonlocal received, started
-        if received == 0:
-            started = time.perf_counter()
-        received += 1
-        if persistent:
-            await message.ack()
-        if received == count:
-            done.set()
-
-    await queue.consume(on_message, no_ack=not persistent)
-    ready.set()
-    await done.wait()
-    result.put((count - 1) / (time.perf_counter() - started))
-    await connection.close()
+def _cell(summary: dict[str, float] | None) -> str:
+    if summary is None:
+        return "n/a"
+    if summary["n"] == 1:
+        return _fmt(summary["median"])
+    return f"{_fmt(summary['median'])} [{_fmt(summary['min'])}..{_fmt(summary['max'])}]"
 
 
-async def _produce(url: str, count: int, body: bytes, persistent: bool) -> None:
-    connection = await aio_pika.connect(url)
-    channel = await connection.channel(publisher_confirms=persistent)
-    exchange = channel.default_exchange
-    mode = aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
-    if not persistent:
-        for _ in range(count):
-            await exchange.publish(aio_pika.Message(body, delivery_mode=mode), routing_key=QUEUE)
-    else:
-        window = asyncio.Semaphore(WINDOW)
-
-        async def one() -> None:
-            try:
-                await exchange.publish(aio_pika.Message(body, delivery_mode=mode),
-                                       routing_key=QUEUE)
-            finally:
-                window.release()
-
-        tasks = []
-        for _ in range(count):
-            await window.acquire()
-            tasks.append(asyncio.ensure_future(one()))
-        await asyncio.gather(*tasks)
-    await connection.close()
-
-
-def consumer(url: str, count: int, persistent: bool, ready: multiprocessing.Event,
-             result: multiprocessing.Queue) -> None:
-    asyncio.run(_consume(url, count, persistent, ready, result))
-
-
-def producer(url: str, count: int, size: int, persistent: bool) -> None:
-    asyncio.run(_produce(url, count, b"x" * size, persistent))
-
-
-def run(scenario: str, count: int, size: int, data_dir: str) -> dict[str, object]:
-    persistent = scenario == "persistent"
-    port = free_port()
-    command = [sys.executable, "-m", "amqpbroker", "serve", "--port", str(port),
-               "--log-level", "warning"]
-    if persistent:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        command += ["--data-dir", data_dir]
-    broker = subprocess.Popen(command)
+def run_once(scenario: str, target_name: str, rabbit_url: str | None, rabbit_pid: int | None,
+             sizes: Sizes) -> dict[str, Any]:
+    _title, fn = SCENARIOS[scenario]
+    started = time.monotonic()
     try:
-        wait_for_port(port, 10)
-        url = f"amqp://guest:guest@127.0.0.1:{port}/"
-        ready, result = multiprocessing.Event(), multiprocessing.Queue()
-        cons = multiprocessing.Process(target=consumer,
-                                       args=(url, count, persistent, ready, result))
-        cons.start()
-        ready.wait(30)
-        cpu_before = cpu_seconds(broker.pid)
-        prod = multiprocessing.Process(target=producer, args=(url, count, size, persistent))
-        prod.start()
-        rate = result.get(timeout=600)
-        cpu = cpu_seconds(broker.pid) - cpu_before
-        prod.join(60)
-        cons.join(60)
-        return {"scenario": scenario, "messages": count, "body_bytes": size,
-                "delivered_per_s": round(rate),
-                "broker_cpu_us_per_msg": round(cpu / count * 1e6, 1)}
-    finally:
-        broker.terminate()
-        broker.wait(10)
-        if persistent:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        if target_name == "ours":
+            with our_broker() as target:
+                metrics = fn(target, sizes)
+        else:
+            assert rabbit_url is not None
+            metrics = fn(Target("rabbitmq", rabbit_url, rabbit_pid), sizes)
+    except Exception as exc:
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}",
+                "seconds": time.monotonic() - started}
+    metrics["seconds"] = time.monotonic() - started
+    return metrics
+
+
+def table(results: dict[str, Any], targets: list[str]) -> str:
+    rows = [["scen", "metric", "ours median [min..max]"]]
+    if "rabbitmq" in targets:
+        rows[0] += ["rabbitmq median [min..max]", "ours/rabbitmq"]
+    for scenario, data in results["scenarios"].items():
+        for i, (key, label, better) in enumerate(METRICS[scenario]):
+            summary = data["summary"].get(key, {})
+            row = [scenario if i == 0 else "", label, _cell(summary.get("ours"))]
+            if "rabbitmq" in targets:
+                ratio = summary.get("ratio")
+                row += [_cell(summary.get("rabbitmq")),
+                        "n/a" if ratio is None else f"{ratio:.2f}x ({better} is better)"]
+            rows.append(row)
+        errors = [f"{t} run {i + 1}: {r['error']}" for t in targets
+                  for i, r in enumerate(data["runs"].get(t, [])) if "error" in r]
+        for error in errors:
+            rows.append(["", "ERROR", error])
+    widths = [max(len(r[c]) for r in rows if len(r) > c and r[1] != "ERROR")
+              for c in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        if row[1] == "ERROR":
+            lines.append(f"{row[0]:<{widths[0]}}  error: {row[2]}")
+        else:
+            lines.append("  ".join(cell.ljust(widths[c]) if c < 2 else cell.rjust(widths[c])
+                                   for c, cell in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def update_summary(data: dict[str, Any], scenario: str, targets: list[str]) -> None:
+    summary: dict[str, Any] = {}
+    for key, _label, _better in METRICS[scenario]:
+        entry: dict[str, Any] = {}
+        for target in targets:
+            entry[target] = summarize([r.get(key) for r in data["runs"].get(target, [])
+                                       if "error" not in r])
+        ours, theirs = entry.get("ours"), entry.get("rabbitmq")
+        if ours and theirs and theirs["median"]:
+            entry["ratio"] = ours["median"] / theirs["median"]
+        summary[key] = entry
+    data["summary"] = summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenario", action="append", choices=["transient", "persistent"])
-    parser.add_argument("--count", type=int, default=50_000)
-    parser.add_argument("--size", type=int, default=16)
-    parser.add_argument("--data-dir", default="bench/data")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="run only these (repeatable); default: all")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per broker")
+    parser.add_argument("--quick", action="store_true", help="small message counts")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the message counts of a-d and g")
+    parser.add_argument("--backlog", type=int, help="messages of scenario g")
+    parser.add_argument("--connections", type=int, help="connections of scenario f")
+    parser.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"),
+                        help="compare with this RabbitMQ (default: $RABBITMQ_URL)")
+    parser.add_argument("--rabbitmq-pid", type=int,
+                        help="pid of RabbitMQ's beam.smp (default: found with pgrep)")
     parser.add_argument("--json", default="bench/results.json")
     args = parser.parse_args()
-    results = [run(scenario, args.count, args.size, args.data_dir)
-               for scenario in args.scenario or ["transient", "persistent"]]
-    print(json.dumps(results, indent=2))
-    with open(args.json, "w") as out:
-        json.dump(results, out, indent=2)
+
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.scale != 1.0:
+        sizes = sizes.scaled(args.scale)
+    if args.backlog:
+        sizes.g = args.backlog
+    if args.connections:
+        sizes.f = args.connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 65536):  # scenario f holds hundreds of sockets in one process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+    targets = ["ours"]
+    rabbit_pid = None
+    if args.rabbitmq_url:
+        targets.append("rabbitmq")
+        rabbit_pid = args.rabbitmq_pid or find_rabbitmq_pid(args.rabbitmq_url)
+        print(f"RabbitMQ at {args.rabbitmq_url}, beam.smp pid "
+              f"{rabbit_pid if rabbit_pid else 'not found: its CPU and memory are n/a'}")
+    scenarios = args.scenario or sorted(SCENARIOS)
+    results: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "args": {"reps": args.reps, "quick": args.quick, "scale": args.scale,
+                 "sizes": vars(sizes), "rabbitmq_url": args.rabbitmq_url},
+        "scenarios": {},
+    }
+    for scenario in scenarios:
+        title = SCENARIOS[scenario][0]
+        print(f"\n== {scenario}: {title}", flush=True)
+        data: dict[str, Any] = {"title": title, "runs": {t: [] for t in targets}}
+        results["scenarios"][scenario] = data
+        for rep in range(args.reps):
+            for target in targets:
+                run = run_once(scenario, target, args.rabbitmq_url, rabbit_pid, sizes)
+                data["runs"][target].append(run)
+                shown = run.get("error") or "  ".join(
+                    f"{label}={_fmt(run.get(key))}" for key, label, _ in METRICS[scenario][:3])
+                print(f"  {target:<8} rep {rep + 1}: {shown}  ({run['seconds']:.0f} s)",
+                      flush=True)
+        update_summary(data, scenario, targets)
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+    print()
+    print(table(results, targets))
+    print(f"\n(results in {args.json})")
+    failed = any("error" in r for d in results["scenarios"].values()
+                 for runs in d["runs"].values() for r in runs)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import pika
 
-from bench.__main__ import free_port, wait_for_port
+from bench.brokers import free_port, wait_for_port
 
 QUEUE = "restart-bench"
 
