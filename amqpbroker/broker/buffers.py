@@ -49,6 +49,9 @@ class FifoBuffer:
     def __len__(self) -> int:
         return len(self.ready) + len(self.returned) + self.paged
 
+    def __bool__(self) -> bool:
+        return bool(self.ready or self.returned or self.paged)
+
     def __iter__(self) -> Iterator[Entry]:
         yield from self.returned
         yield from self.ready

@@ -321,7 +321,7 @@ class Queue:
     def dispatch(self, now: float | None = None) -> None:
         """Hand ready messages to consumers with credit."""
         buffer = self.buffer
-        while len(buffer) and self.groups:
+        while self.groups and buffer:
             consumer = self._next_consumer()
             if consumer is None:
                 return

@@ -328,11 +328,15 @@ class VirtualHost:
 
     # --- routing -------------------------------------------------------------------------
 
-    def route_message(self, exchange: Exchange | None, message: Message) -> set[Queue]:
+    def route_message(self, exchange: Exchange | None, message: Message
+                      ) -> set[Queue] | tuple[Queue, ...]:
         """The queues a message reaches from `exchange` (None: the default exchange), by
         its routing key and any CC/BCC sender-selected keys."""
-        extra = message.sender_routes()
+        extra = message.sender_routes() if message.headers_span is not None else ()
         if exchange is None:
+            if not extra:
+                queue = self.queues.get(message.routing_key)
+                return (queue,) if queue is not None else ()
             queues = set()
             for key in (message.routing_key, *extra):
                 queue = self.queues.get(key)

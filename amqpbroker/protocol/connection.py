@@ -245,6 +245,13 @@ class Connection:
         self.receive_data(b"", now)
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if channel and self.state == RUNNING:  # the common case first
+            if frame_type == FRAME_METHOD:
+                self._channel_method(channel, payload)
+                return
+            if frame_type != FRAME_HEARTBEAT:
+                self._content(frame_type, channel, payload)
+                return
         if self.state == CLOSING:
             if frame_type == FRAME_METHOD and channel == 0:
                 index = method_index(payload)
@@ -272,6 +279,10 @@ class Connection:
         if frame_type == FRAME_METHOD:
             self._channel_method(channel, payload)
             return
+        self._content(frame_type, channel, payload)
+
+    def _content(self, frame_type: int, channel: int, payload: bytes) -> None:
+        """A content header or body frame on an open connection."""
         assembler = self.channels.get(channel)
         if assembler is None:
             if channel in self.closing_channels:
