@@ -6,46 +6,38 @@ import datetime
 from typing import Any
 
 import pytest
-from helpers import FakeClock, RecordingSink, make_message
+from helpers import FakeClock, make_message
 from pamqp import commands, header
+from test_model import World as ModelWorld
 
 from amqpbroker import errors
 from amqpbroker.broker import properties
 from amqpbroker.broker.broker import Broker
-from amqpbroker.broker.channel import Channel
-from amqpbroker.broker.handlers import DISPATCH, publish
+from amqpbroker.broker.handlers import publish
 from amqpbroker.broker.message import Message
 from amqpbroker.broker.queue import Queue
-from amqpbroker.broker.session import Session
 from amqpbroker.broker.timers import Timers
 
-ACK = commands.Basic.Ack.index
-NACK = commands.Basic.Nack.index
-REJECT = commands.Basic.Reject.index
 WALL = 1_700_000_000.0
 REPLY_TO = "amq.rabbitmq.reply-to"
 TIMEOUT_TEXT = "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. " \
     "Timeout value used: {} ms"
 
 
-class World:
-    """A broker on a fake clock, one session on vhost '/' with a recording sink, and helpers
-    to drive it through the AMQP class handlers. `peer()` opens another connection."""
+class World(ModelWorld):
+    """The model tests' driver on a fake clock (and wall clock). `peer()` opens another
+    connection to the same broker."""
 
     def __init__(self, consumer_timeout: float | None = None,
                  parent: World | None = None) -> None:
         if parent is None:
             self.clock = FakeClock()
             self.wall = FakeClock(WALL)
-            self.broker = Broker(timers=Timers(clock=self.clock, wall_clock=self.wall),
-                                 consumer_timeout=consumer_timeout)
+            broker = Broker(timers=Timers(clock=self.clock, wall_clock=self.wall),
+                            consumer_timeout=consumer_timeout)
         else:
-            self.clock, self.wall, self.broker = parent.clock, parent.wall, parent.broker
-        self.sink = RecordingSink()
-        session = self.broker.open_session("/", "guest", self.sink, True)
-        assert session is not None
-        self.session: Session = session
-        self.vhost = session.vhost
+            self.clock, self.wall, broker = parent.clock, parent.wall, parent.broker
+        super().__init__(broker)
 
     def peer(self) -> World:
         return World(parent=self)
@@ -63,23 +55,7 @@ class World:
 
     # --- methods --------------------------------------------------------------------------
 
-    def channel(self, channel_id: int = 1) -> Channel:
-        return self.session.channels.get(channel_id) or self.session.open_channel(channel_id)
-
-    def call(self, method: Any, channel_id: int = 1) -> None:
-        DISPATCH[method.index](self.channel(channel_id), method)
-
-    def ack(self, tag: int, multiple: bool = False, channel_id: int = 1) -> None:
-        DISPATCH[ACK](self.channel(channel_id), (tag, multiple))
-
-    def nack(self, tag: int, multiple: bool = False, requeue: bool = True,
-             channel_id: int = 1) -> None:
-        DISPATCH[NACK](self.channel(channel_id), (tag, multiple, requeue))
-
-    def reject(self, tag: int, requeue: bool = True, channel_id: int = 1) -> None:
-        DISPATCH[REJECT](self.channel(channel_id), (tag, requeue))
-
-    def publish(self, exchange: str, routing_key: str, data: bytes = b"",
+    def publish(self, exchange: str, routing_key: str, data: bytes = b"",  # type: ignore[override]
                 mandatory: bool = False, channel_id: int = 1, **props: Any) -> None:
         message = make_message(exchange, routing_key, data,
                                commands.Basic.Properties(**props) if props else None)
