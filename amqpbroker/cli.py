@@ -20,6 +20,7 @@ from amqpbroker.app import build_broker, run
 from amqpbroker.config import ConfigError, Settings, load_file
 from amqpbroker.definitions import DefinitionsError
 from amqpbroker.store.sqlite import StoreError
+from amqpbroker.transport.tls import TLSFilesError
 
 LOG_LEVELS = ["debug", "info", "warning", "error", "critical"]
 RABBITMQ_ENV = {"default_user": "RABBITMQ_DEFAULT_USER", "default_pass": "RABBITMQ_DEFAULT_PASS",
@@ -96,7 +97,7 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(settings)
-    except (StoreError, ConfigError, DefinitionsError) as exc:
+    except (StoreError, ConfigError, DefinitionsError, TLSFilesError) as exc:
         _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

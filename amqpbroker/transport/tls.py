@@ -24,13 +24,27 @@ class TLSSettings:
     fail_if_no_peer_cert: bool = False  # ... and refuse clients without one
 
 
+class TLSFilesError(Exception):
+    """A certificate, key or CA file cannot be used; the message names it."""
+
+
 def server_context(settings: TLSSettings) -> ssl.SSLContext:
-    """Raises OSError/ssl.SSLError when the files cannot be used."""
+    """Raises TLSFilesError naming the file that cannot be used."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.certfile, settings.keyfile)
+    try:
+        context.load_cert_chain(settings.certfile, settings.keyfile)
+    except OSError as exc:
+        files = settings.certfile if settings.keyfile == settings.certfile else (
+            f"{settings.certfile}, {settings.keyfile}")
+        raise TLSFilesError(f"{files}: cannot load the certificate and key "
+                            f"({exc.strerror or exc})") from exc
     if settings.cafile:
-        context.load_verify_locations(settings.cafile)
+        try:
+            context.load_verify_locations(settings.cafile)
+        except OSError as exc:
+            raise TLSFilesError(f"{settings.cafile}: cannot load the CA certificates "
+                                f"({exc.strerror or exc})") from exc
     if settings.verify_peer:
         context.verify_mode = (ssl.CERT_REQUIRED if settings.fail_if_no_peer_cert
                                else ssl.CERT_OPTIONAL)

@@ -215,3 +215,19 @@ def test_bad_definitions_name_the_entry(tmp_path: os.PathLike[str]) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "queues[0]" in result.stderr and "defs.json" in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_unusable_tls_files_are_one_line_naming_the_file(tmp_path: os.PathLike[str],
+                                                         content: str | None) -> None:
+    cert = os.path.join(tmp_path, "server.pem")
+    if content is not None:
+        with open(cert, "w") as file:
+            file.write(content)
+    result = subprocess.run([sys.executable, "-m", "amqpbroker", "serve", "--port", "0",
+                             "--tls-port", "0", "--tls-cert", cert],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert cert in result.stderr
