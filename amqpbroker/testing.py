@@ -12,6 +12,7 @@ fixtures in `amqpbroker.pytest_plugin` are built on it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
@@ -65,3 +66,17 @@ def broker_in_thread(**overrides: Any) -> Iterator[EmbeddedBroker]:
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(
             running_broker(**overrides)) as broker:
         yield replace(broker, call=portal.call)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition",
+             interval: float = 0.005) -> Any:
+    """Poll `predicate` until it returns something truthy and return that; raise
+    AssertionError after `timeout` seconds. For tests: wait on a condition, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

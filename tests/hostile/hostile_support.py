@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import pika
 from pamqp import commands
 from pamqp import frame as pframe
 
-from amqpbroker.testing import EmbeddedBroker, broker_in_thread
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
 TIMEOUT = 5.0
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -29,19 +29,6 @@ CLIENT_ERROR_CODES = {320, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506
 
 
 # --- waiting -------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT,
-             what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 # --- hand-built wire encoding ----------------------------------------------------------------

@@ -20,19 +20,6 @@ POLL_INTERVAL = 0.005
 Connector = Callable[..., Awaitable[aio_pika.abc.AbstractConnection]]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
-             what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL_INTERVAL)
-
-
 async def async_wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT,
                          what: str = "condition") -> Any:
     """`wait_for` for coroutines: polls without blocking the event loop. The predicate may

@@ -13,12 +13,12 @@ from typing import Any
 import aio_pika
 import pika
 import pytest
-from integration_support import DEFAULT_TIMEOUT, RawClient, async_wait_for, wait_for
+from integration_support import DEFAULT_TIMEOUT, RawClient, async_wait_for
 from pamqp import body as pamqp_body
 from pamqp import commands, frame, header
 from pamqp.commands import Basic
 
-from amqpbroker.testing import EmbeddedBroker, broker_in_thread
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -11,12 +11,11 @@ from typing import Any
 
 import pika
 import pytest
-from integration_support import wait_for
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker, NackError
 from pika.spec import Basic, BasicProperties
 
-from amqpbroker.testing import EmbeddedBroker, broker_in_thread
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from integration_support import RawClient, wait_for
+from integration_support import RawClient
 from pamqp import body as pamqp_body
 from pamqp import commands, header
 from pamqp.heartbeat import Heartbeat
 
-from amqpbroker.testing import EmbeddedBroker, broker_in_thread
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
