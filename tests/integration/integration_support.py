@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp import commands, frame
 from pamqp.heartbeat import Heartbeat
 
@@ -35,6 +36,31 @@ async def async_wait_for(predicate: Callable[[], Any], timeout: float = DEFAULT_
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL)
 
+
+class Collector:
+    """A consumer callback that keeps every delivery (and its arrival time), in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[AbstractIncomingMessage] = []
+        self.times: list[float] = []
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        self.times.append(time.monotonic())
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [m.body for m in self.messages]
+
+    async def wait(self, count: int) -> None:
+        await async_wait_for(lambda: len(self.messages) >= count,
+                             what=f"{count} deliveries (have {len(self.messages)})")
+
+
+async def passive(channel: AbstractChannel, name: str) -> commands.Queue.DeclareOk:
+    """Passive Queue.Declare on the underlying channel (no robust bookkeeping)."""
+    underlay = await channel.get_underlay_channel()
+    return await underlay.queue_declare(name, passive=True)
 
 class RawClient:
     """A minimal blocking AMQP 0-9-1 client on a plain socket, framed with pamqp."""

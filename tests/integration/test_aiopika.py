@@ -14,8 +14,8 @@ from aio_pika import DeliveryMode, ExchangeType, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import DeliveryError, QueueEmpty
 from aiormq.exceptions import ChannelAccessRefused, ChannelLockedResource, ChannelNotFoundEntity
-from integration_support import Connector, async_wait_for
-from pamqp.commands import Basic, Queue
+from integration_support import Collector, Connector, async_wait_for, passive
+from pamqp.commands import Basic
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -25,30 +25,6 @@ LOCKED = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}'
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-class Collector:
-    """A consumer callback that keeps every delivery, in arrival order."""
-
-    def __init__(self) -> None:
-        self.messages: list[AbstractIncomingMessage] = []
-
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
-        self.messages.append(message)
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [m.body for m in self.messages]
-
-    async def wait(self, count: int) -> None:
-        await async_wait_for(lambda: len(self.messages) >= count,
-                             what=f"{count} deliveries (have {len(self.messages)})")
-
-
-async def passive(channel: AbstractChannel, name: str) -> Queue.DeclareOk:
-    """Passive Queue.Declare on the underlying channel (no robust bookkeeping)."""
-    underlay = await channel.get_underlay_channel()
-    return await underlay.queue_declare(name, passive=True)
 
 
 async def ready_count(connection: aio_pika.abc.AbstractConnection, name: str) -> int:

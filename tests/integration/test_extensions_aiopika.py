@@ -22,8 +22,8 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
-from integration_support import DEFAULT_TIMEOUT, Connector, async_wait_for
-from pamqp.commands import Basic, Queue
+from integration_support import DEFAULT_TIMEOUT, Collector, Connector, async_wait_for, passive
+from pamqp.commands import Basic
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
 
@@ -35,32 +35,6 @@ REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-class Collector:
-    """A consumer callback that keeps every delivery (and its arrival time), in order."""
-
-    def __init__(self) -> None:
-        self.messages: list[AbstractIncomingMessage] = []
-        self.times: list[float] = []
-
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
-        self.messages.append(message)
-        self.times.append(time.monotonic())
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [m.body for m in self.messages]
-
-    async def wait(self, count: int) -> None:
-        await async_wait_for(lambda: len(self.messages) >= count,
-                             what=f"{count} deliveries (have {len(self.messages)})")
-
-
-async def passive(channel: AbstractChannel, name: str) -> Queue.DeclareOk:
-    """Passive Queue.Declare on the underlying channel (no robust bookkeeping)."""
-    underlay = await channel.get_underlay_channel()
-    return await underlay.queue_declare(name, passive=True)
 
 
 async def next_message(queue: AbstractQueue, timeout: float = DEFAULT_TIMEOUT,
