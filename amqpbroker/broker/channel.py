@@ -153,7 +153,7 @@ class Channel:
         taken = self._take(tag, multiple)
         for record in taken:
             record.queue.settle(record.entry)
-        self._resume([r.queue for r in taken])
+        self._resume({r.queue for r in taken})
 
     def reject(self, tag: int, multiple: bool, requeue: bool) -> None:
         if self.tx is not None:
@@ -167,24 +167,20 @@ class Channel:
         else:
             for record in taken:
                 record.queue.discard(record.entry, "rejected")
-        self._resume([r.queue for r in taken])
+        self._resume({r.queue for r in taken})
 
     def _check_tag(self, tag: int, multiple: bool) -> None:
         if (tag != 0 and tag not in self.unacked) or (tag == 0 and not multiple):
             raise errors.unknown_delivery_tag(tag)
 
-    def _resume(self, queues: list[Queue]) -> None:
-        """Credit came back: let the queues that lost an unacked message deliver again."""
-        seen: set[int] = set()
+    def _resume(self, queues: set[Queue]) -> None:
+        """Credit came back: let the queues that lost an unacked message deliver again
+        (with a channel-wide prefetch, every queue this channel consumes from)."""
         for queue in queues:
-            if id(queue) not in seen:
-                seen.add(id(queue))
-                queue.dispatch()
+            queue.dispatch()
         if self.prefetch:
-            for consumer in list(self.consumers.values()):
-                if id(consumer.queue) not in seen:
-                    seen.add(id(consumer.queue))
-                    consumer.queue.dispatch()
+            for queue in {c.queue for c in self.consumers.values()} - queues:
+                queue.dispatch()
 
     def recover(self) -> None:
         """Basic.Recover requeue=true: every unacked delivery goes back, redelivered."""
@@ -198,7 +194,7 @@ class Channel:
             if record.consumer is not None:
                 record.consumer.unacked -= 1
             record.queue.requeue(record.entry)
-        self._resume([r.queue for r in records])
+        self._resume({r.queue for r in records})
 
     # --- consumers ---------------------------------------------------------------
 

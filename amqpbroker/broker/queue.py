@@ -79,7 +79,6 @@ class Queue:
         self.limited = self.max_length is not None or self.max_length_bytes is not None
         self.groups: dict[int, deque[Consumer]] = {}
         self.priorities: list[int] = []
-        self.consumer_count = 0
         self.inbound: set[tuple[Exchange, str, Any]] = set()
         self.next_seq = 0
         self.had_consumer = False
@@ -95,6 +94,10 @@ class Queue:
     def message_count(self) -> int:
         """Messages ready for delivery (unacked ones excluded, as RabbitMQ)."""
         return len(self.buffer)
+
+    @property
+    def consumer_count(self) -> int:
+        return sum(len(group) for group in self.groups.values())
 
     @property
     def consumers(self) -> list[Consumer]:
@@ -212,7 +215,6 @@ class Queue:
         self.deleted = True
         self.groups.clear()
         self.priorities = []
-        self.consumer_count = 0
         self.buffer.close()
         self.bytes = 0
         for timer in (self._expiry_timer, self._unused_timer):
@@ -279,7 +281,6 @@ class Queue:
             group = self.groups[priority] = deque()
             self.priorities = sorted(self.groups, reverse=True)
         group.append(consumer)
-        self.consumer_count += 1
         self.had_consumer = True
         if self._unused_timer is not None:
             self._unused_timer.cancel()
@@ -291,7 +292,6 @@ class Queue:
         if group is None or consumer not in group:
             return
         group.remove(consumer)
-        self.consumer_count -= 1
         if not group:
             del self.groups[consumer.priority]
             self.priorities = sorted(self.groups, reverse=True)
@@ -307,7 +307,7 @@ class Queue:
         """Highest priority first, round robin within a priority; with single active
         consumer, only the first one registered."""
         if self.single_active:
-            first = self.consumers[0]
+            first = self.groups[self.priorities[0]][0]
             return first if first.can_take() else None
         for priority in self.priorities:
             group = self.groups[priority]

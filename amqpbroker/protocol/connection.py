@@ -424,10 +424,9 @@ class Connection:
             self._finish("closed")
         elif isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
             secret = method.new_secret
-            if isinstance(secret, str):
-                secret = secret.encode()
-            if not self.handler.authenticate(self.mechanism, self.username, secret.decode(
-                    "utf-8", "replace")):
+            if isinstance(secret, bytes):
+                secret = secret.decode("utf-8", "replace")
+            if not self.handler.authenticate(self.mechanism, self.username, secret):
                 raise errors.login_refused(self.mechanism)
             self.send_method(0, commands.Connection.UpdateSecretOk())
         elif self.state != RUNNING:

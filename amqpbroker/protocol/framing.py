@@ -13,7 +13,7 @@ from typing import Any
 from pamqp import base, commands
 
 from amqpbroker import errors
-from amqpbroker.protocol.fastcodec import table_depth
+from amqpbroker.protocol.fastcodec import encode_method_frame, table_depth
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_METHOD = 1
@@ -166,5 +166,4 @@ def decode_method(index: int, payload: bytes, max_depth: int = 64) -> base.Frame
 
 def encode_method(channel: int, method: base.Frame) -> bytes:
     """One method frame, encoded with pamqp."""
-    payload = _METHOD_INDEX.pack(method.index) + method.marshal()
-    return _FRAME_HEADER.pack(FRAME_METHOD, channel, len(payload)) + payload + b"\xce"
+    return encode_method_frame(channel, _METHOD_INDEX.pack(method.index) + method.marshal())

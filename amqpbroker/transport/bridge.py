@@ -84,7 +84,6 @@ class ClientConnection:
         self.rearm = rearm
         self.buffered = 0
         self.was_full = False
-        self.encode_deliver = fastcodec.encode_deliver
         self.publisher = False
         self.held = False  # output waits for the store's fsync
         self.told_blocked = False
@@ -92,10 +91,7 @@ class ClientConnection:
     # --- protocol Handler ------------------------------------------------------------------
 
     def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
-        if password is None:
-            if username in self.broker.access.users:
-                return True
-        elif self.broker.authenticate(username, password, self.loopback):
+        if self.broker.authenticate(username, password, self.loopback):
             return True
         log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
         return False
@@ -155,7 +151,7 @@ class ClientConnection:
 
     def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
                      redelivered: bool, message: Message) -> None:
-        self._append(self.encode_deliver(
+        self._append(fastcodec.encode_deliver(
             channel_id, consumer.tag_bytes, delivery_tag, redelivered,
             message.exchange.encode(), message.routing_key.encode(), message.header,
             message.body, self.protocol.frame_max))
@@ -187,8 +183,7 @@ class ClientConnection:
             if self.session is not None:
                 self.session.end_of_pass()
         except Exception:
-            log.exception("%s: internal error, closing the connection", self.peer)
-            self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
+            self.internal_error()
         if self.protocol.out:
             self.wake()
         if self.protocol.state != state:
@@ -206,9 +201,7 @@ class ClientConnection:
             try:
                 self.session.resume()
             except Exception:
-                log.exception("%s: internal error, closing the connection", self.peer)
-                self.protocol.close(
-                    errors.ConnectionError_(errors.INTERNAL_ERROR, "internal error"))
+                self.internal_error()
 
     # --- resource alarms (connection.blocked) --------------------------------------------
 
@@ -241,6 +234,12 @@ class ClientConnection:
         if self.session is not None:
             self.session.end_of_pass()
         self.wake()
+
+    def internal_error(self) -> None:
+        """An unexpected exception in this connection's work: log it once, end only this
+        connection with 541."""
+        log.exception("%s: internal error, closing the connection", self.peer)
+        self.shutdown_on_error("internal error")
 
     def shutdown_on_error(self, reason: str) -> None:
         self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, reason))
