@@ -332,7 +332,7 @@ class VirtualHost:
                       ) -> set[Queue] | tuple[Queue, ...]:
         """The queues a message reaches from `exchange` (None: the default exchange), by
         its routing key and any CC/BCC sender-selected keys."""
-        extra = message.sender_routes() if message.headers_span is not None else ()
+        extra = message.sender_routes()
         if exchange is None:
             if not extra:
                 queue = self.queues.get(message.routing_key)

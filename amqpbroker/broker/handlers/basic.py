@@ -81,8 +81,7 @@ def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bo
         channel.sink.send_content(channel.id, commands.Basic.Return(
             reply_code=312, reply_text="NO_ROUTE", exchange=message.exchange,
             routing_key=message.routing_key), message)
-    if channel.confirm:
-        _confirm(channel, accepted)
+    _confirm(channel, accepted)
 
 
 def _confirm(channel: Channel, ack: bool) -> None:
