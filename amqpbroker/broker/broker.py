@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from amqpbroker.broker.access import Access
 from amqpbroker.broker.buffers import Paging
@@ -26,9 +27,9 @@ class Broker:
         self.timers = timers or Timers()
         self.store: Store = store or MemoryStore()
         self.consumer_timeout = consumer_timeout
-        self.access = Access(loopback_users)
-        self.access.add_user(default_user, default_pass, tags=["administrator"])
-        self.access.set_permission(default_user, default_vhost)
+        self.access = Access(loopback_users, self.store)
+        self.access.add_user(default_user, default_pass, tags=["administrator"], record=False)
+        self.access.set_permission(default_user, default_vhost, record=False)
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.vhosts: dict[str, VirtualHost] = {
@@ -62,9 +63,19 @@ class Broker:
         permission = self.access.permission(username, vhost_name)
         return Session(vhost, username, sink, cancel_notify, self.consumer_timeout, permission)
 
-    def add_vhost(self, name: str) -> VirtualHost:
+    def add_vhost(self, name: str, record: bool = True) -> VirtualHost:
+        """The vhost, created (and recorded in the store) if it is new."""
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VirtualHost(name, self.timers, self.store,
                                                     self.paging)
+            if record:
+                self.store.put_runtime("vhost", name, {"name": name})
         return vhost
+
+    def restore_runtime(self, kind: str, value: dict[str, Any]) -> None:
+        """Re-create one runtime definition recorded in the store (at start)."""
+        if kind == "vhost":
+            self.add_vhost(value["name"], record=False)
+        else:
+            self.access.restore(kind, value)

@@ -1,5 +1,5 @@
-"""Rebuild durable exchanges, queues, bindings, persistent messages and delayed messages
-from a store snapshot at start.
+"""Rebuild vhosts, users, permissions, durable exchanges, queues, bindings, persistent
+messages and delayed messages from a store snapshot at start.
 
 Recovered messages come back in their original order, marked redelivered: the broker
 does not record deliveries, so any of them may have been seen before the restart.
@@ -14,6 +14,7 @@ from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.message import Entry, Message
 from amqpbroker.broker.queue import Queue
+from amqpbroker.broker.vhost import VirtualHost
 from amqpbroker.store.base import Snapshot
 
 MessageFactory = Callable[[str, str, bytes, bytes], Message]
@@ -21,8 +22,11 @@ MessageFactory = Callable[[str, str, bytes, bytes], Message]
 
 def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) -> int:
     """Load the snapshot into the broker; returns the number of messages recovered."""
-    vhost = broker.add_vhost
+    def vhost(name: str) -> VirtualHost:
+        return broker.add_vhost(name, record=False)
 
+    for kind, _key, value in snapshot.runtime:
+        broker.restore_runtime(kind, value)
     for row in snapshot.exchanges:
         host = vhost(row["vhost"])
         host.exchanges[row["name"]] = Exchange(

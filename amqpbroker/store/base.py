@@ -46,6 +46,8 @@ class Snapshot:
     bindings: list[dict[str, Any]] = field(default_factory=list)
     messages: list[StoredMessage] = field(default_factory=list)
     delayed: list[StoredDelayed] = field(default_factory=list)
+    # Users, vhosts, permissions, topic permissions and policies: (kind, key, value).
+    runtime: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Store(Protocol):
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
                     header: bytes, body: bytes) -> int: ...
     def delete_delayed(self, delayed_id: int) -> None: ...
+    def put_runtime(self, kind: str, key: str, value: dict[str, Any]) -> None: ...
+    def delete_runtime(self, kind: str, key: str) -> None: ...
 
     @property
     def pending(self) -> bool: ...
@@ -158,6 +162,14 @@ class BatchingStore:
 
     def delete_delayed(self, delayed_id: int) -> None:
         self._definition("delete_delayed", delayed_id)
+
+    def put_runtime(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        """A runtime definition (user, vhost, permission, topic permission, policy):
+        `kind` and `key` name it, `value` is its JSON-serialisable body."""
+        self._definition("put_runtime", kind, key, value)
+
+    def delete_runtime(self, kind: str, key: str) -> None:
+        self._definition("delete_runtime", kind, key)
 
     def _drop_pending(self, vhost: str, queue: str) -> None:
         puts = self.batch.puts

@@ -30,7 +30,7 @@ class MemoryStore:
         return None
 
     put_exchange = delete_exchange = put_queue = delete_queue = _ignore
-    put_binding = delete_binding = delete_delayed = _ignore
+    put_binding = delete_binding = delete_delayed = put_runtime = delete_runtime = _ignore
 
     def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
                     body: bytes) -> None:

@@ -8,6 +8,7 @@ by one thread at a time only.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from typing import Any
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS delayed (
     id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, exchange TEXT NOT NULL, due REAL NOT NULL,
     routing_key TEXT NOT NULL, header BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS runtime (
+    kind TEXT, key TEXT, value TEXT NOT NULL, PRIMARY KEY (kind, key));
 """
 
 # Each recorded definition change: the statements it runs, in order, on the same params.
@@ -65,6 +68,8 @@ _DEFINITIONS: dict[str, tuple[str, ...]] = {
         " AND routing_key = ? AND arguments = ?",),
     "put_delayed": ("INSERT INTO delayed VALUES (?, ?, ?, ?, ?, ?, ?)",),
     "delete_delayed": ("DELETE FROM delayed WHERE id = ?",),
+    "put_runtime": ("INSERT OR REPLACE INTO runtime VALUES (?, ?, ?)",),
+    "delete_runtime": ("DELETE FROM runtime WHERE kind = ? AND key = ?",),
 }
 
 
@@ -139,6 +144,8 @@ class SqliteStore(BatchingStore):
                     "FROM messages ORDER BY vhost, queue, seq")],
                 delayed=[StoredDelayed(*row) for row in db.execute(
                     "SELECT id, vhost, exchange, due, routing_key, header, body FROM delayed")],
+                runtime=[(kind, key, json.loads(value)) for kind, key, value in db.execute(
+                    "SELECT kind, key, value FROM runtime ORDER BY kind, key")],
             )
         except (sqlite3.DatabaseError, ValueError) as exc:
             raise StoreError(f"{self.path}: cannot read the store ({exc})") from exc
@@ -169,4 +176,6 @@ class SqliteStore(BatchingStore):
 def _encode_params(kind: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
     if kind in ("put_exchange", "put_queue", "put_binding", "delete_binding"):
         return (*params[:-1], _table(params[-1]))
+    if kind == "put_runtime":
+        return (*params[:-1], json.dumps(params[-1], sort_keys=True))
     return params
