@@ -190,6 +190,10 @@ def login_refused(mechanism: str) -> ConnectionError_:
     )
 
 
+def secret_refused() -> ConnectionError_:
+    return ConnectionError_(NOT_ALLOWED, "New secret was refused by one of the backends", 10, 70)
+
+
 def vhost_not_found(vhost: str) -> ConnectionError_:
     return ConnectionError_(NOT_ALLOWED, f"vhost {vhost} not found", 10, 40)
 
@@ -227,3 +231,10 @@ def access_refused(resource: str, name: str, vhost: str, user: str) -> ChannelEr
         ACCESS_REFUSED,
         f"access to {resource} '{name}' in vhost '{vhost}' refused for user '{user}'",
     )
+
+
+def topic_access_refused(routing_key: str, exchange: str, vhost: str, user: str
+                         ) -> ChannelError:
+    return ChannelError(ACCESS_REFUSED, f"access to topic '{routing_key}' in exchange "
+                                        f"'{exchange}' in vhost '{vhost}' refused for user "
+                                        f"'{user}'")

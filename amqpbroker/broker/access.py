@@ -173,8 +173,9 @@ class Access:
                                                      value["read"])
 
     def topic_permission(self, user: str, vhost: str) -> dict[str, TopicPermission]:
-        """The user's topic permissions in the vhost, by exchange name."""
-        return self.topic_permissions.get((user, vhost), {})
+        """The user's topic permissions in the vhost, by exchange name: the live table,
+        which later changes update in place."""
+        return self.topic_permissions.setdefault((user, vhost), {})
 
     def authenticate(self, username: str, password: str, loopback: bool) -> User | None:
         """The user, if the password is right and they may connect from where they are.
@@ -186,6 +187,12 @@ class Access:
         if username in self.loopback_users and not loopback:
             return None
         return user
+
+    def update_secret(self, username: str, secret: bytes) -> bool:
+        """Connection.Update-Secret: may this connection go on with the new secret? The
+        internal user database accepts any (the secret means something only to a token
+        backend, which would validate it here and replace the connection's token)."""
+        return True
 
     def permission(self, user: str, vhost: str) -> Permission:
         """The user's permission in the vhost, or 530 as RabbitMQ answers Connection.Open."""

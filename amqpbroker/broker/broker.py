@@ -61,7 +61,10 @@ class Broker:
         if vhost is None:
             return None
         permission = self.access.permission(username, vhost_name)
-        return Session(vhost, username, sink, cancel_notify, self.consumer_timeout, permission)
+        session = Session(vhost, username, sink, cancel_notify, self.consumer_timeout,
+                          permission)
+        session.topic_permissions = self.access.topic_permission(username, vhost_name)
+        return session
 
     def add_vhost(self, name: str, record: bool = True) -> VirtualHost:
         """The vhost, created (and recorded in the store) if it is new."""

@@ -24,12 +24,16 @@ class Sink(Protocol):
     """What the broker asks of a connection: encode and buffer, never block."""
 
     def send_method(self, channel_id: int, method: Any) -> None: ...
+    def notify(self, channel_id: int, method: Any) -> None:
+        """A server-initiated method (Basic.Cancel): it goes out after the reply to the
+        client method that caused it."""
     def send_content(self, channel_id: int, method: Any, message: Message) -> None: ...
     def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
                      redelivered: bool, message: Message) -> None: ...
     def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
                      ack: bool) -> None: ...
-    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None: ...
+    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
+        """Close a channel from the server side (after any reply being made)."""
     def writable(self) -> bool: ...
 
 
@@ -216,7 +220,7 @@ class Channel:
         if self.consumers.pop(consumer.tag, None) is None:
             return
         if self.session.cancel_notify:
-            self.sink.send_method(self.id, commands.Basic.Cancel(consumer.tag, nowait=True))
+            self.sink.notify(self.id, commands.Basic.Cancel(consumer.tag, nowait=True))
 
     # --- publisher confirms ------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from amqpbroker import errors
-from amqpbroker.broker.access import Permission
+from amqpbroker.broker.access import Permission, TopicPermission
 from amqpbroker.broker.channel import Channel, Sink
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class Session:
         self.consumer_timeout = consumer_timeout
         self.permission = permission or Permission()
         self._allowed: set[tuple[str, str, str]] = set()
+        self.topic_permissions: dict[str, TopicPermission] = {}
         self.username = username
         self.sink = sink
         self.cancel_notify = cancel_notify
@@ -42,6 +43,21 @@ class Session:
         if not self.permission.allows(kind, checked):
             raise errors.access_refused(resource, checked, self.vhost.name, self.username)
         self._allowed.add(key)
+
+    def check_topic(self, kind: str, exchange_name: str, routing_key: str) -> None:
+        """403 unless the user's topic permission (`write` for a publish, `read` for a
+        bind or unbind) on a topic exchange allows the routing key; no topic permission
+        for the exchange allows every key. Exchanges of other types are not checked."""
+        topic = self.topic_permissions.get(exchange_name)
+        if topic is None:
+            return
+        exchange = self.vhost.exchanges.get(exchange_name)
+        if exchange is None or exchange.type != "topic":
+            return
+        if not topic.allows(kind, routing_key,
+                            {"username": self.username, "vhost": self.vhost.name}):
+            raise errors.topic_access_refused(routing_key, exchange_name, self.vhost.name,
+                                              self.username)
 
     def open_channel(self, channel_id: int) -> Channel:
         channel = Channel(self, channel_id, self.sink)

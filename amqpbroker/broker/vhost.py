@@ -165,11 +165,11 @@ class VirtualHost:
     def delete_exchange(self, name: str, if_unused: bool) -> None:
         if name == names.DEFAULT_EXCHANGE:
             raise errors.default_exchange_refused()
+        if names.is_reserved(name):
+            raise errors.system_exchange_delete(name, self.name)
         exchange = self.exchanges.get(name)
         if exchange is None:
             return
-        if names.is_reserved(name):
-            raise errors.system_exchange_delete(name, self.name)
         if if_unused and exchange.bindings:
             raise errors.exchange_in_use(name, self.name)
         self._remove_exchange(exchange)
@@ -205,10 +205,14 @@ class VirtualHost:
 
     def unbind_exchange(self, destination: str, source: str, routing_key: str,
                         arguments: dict[str, Any]) -> None:
+        """Never fails on a missing binding or exchange (RabbitMQ's behaviour): an
+        auto-delete exchange may already be gone with its last binding."""
         if destination == names.DEFAULT_EXCHANGE or source == names.DEFAULT_EXCHANGE:
             raise errors.default_exchange_refused()
-        src = self.exchange(source)
-        dst = self.exchange(destination)
+        src = self.exchanges.get(source)
+        dst = self.exchanges.get(destination)
+        if src is None or dst is None:
+            return
         if src.unbind(dst, routing_key, freeze(arguments)):
             if src.durable and dst.durable:
                 self.store.delete_binding(self.name, source, destination, "exchange",

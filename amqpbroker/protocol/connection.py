@@ -81,6 +81,8 @@ class Handler(Protocol):
 
     def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
         """Check a login; `password` is None for EXTERNAL (a verified certificate)."""
+    def update_secret(self, username: str, secret: bytes, reason: str) -> None:
+        """Connection.Update-Secret; raises ConnectionError_ to refuse the new secret."""
     def open_vhost(self, vhost: str) -> None: ...
     def on_channel_open(self, channel: int) -> None: ...
     def on_channel_closed(self, channel: int) -> None: ...
@@ -287,10 +289,7 @@ class Connection:
         if assembler is None:
             if channel in self.closing_channels:
                 return
-            raise errors.ConnectionError_(
-                errors.CHANNEL_ERROR, "expected 'channel.open'" if channel <= self.channel_max
-                else f"channel number {channel} above channel_max {self.channel_max}"
-            )
+            raise errors.ConnectionError_(errors.CHANNEL_ERROR, "expected 'channel.open'")
         if frame_type == FRAME_HEADER:
             done = assembler.content_header(payload)
         else:
@@ -324,12 +323,6 @@ class Connection:
                     f"number of channels opened ({len(self.channels)}) has reached the "
                     f"negotiated channel_max ({self.channel_max})",
                 )
-            if channel > self.channel_max:
-                raise errors.ConnectionError_(
-                    errors.CHANNEL_ERROR,
-                    f"channel number {channel} above channel_max {self.channel_max}",
-                    index >> 16, index & 0xFFFF,
-                )
             if index != CHANNEL_OPEN:
                 raise errors.ConnectionError_(
                     errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
@@ -357,8 +350,8 @@ class Connection:
             return
         if index == CHANNEL_CLOSE:
             del self.channels[channel]
-            self.handler.on_channel_closed(channel)
             self.send_method(channel, commands.Channel.CloseOk())
+            self.handler.on_channel_closed(channel)
             return
         if index == CHANNEL_OPEN:
             raise errors.ConnectionError_(
@@ -424,10 +417,9 @@ class Connection:
             self._finish("closed")
         elif isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
             secret = method.new_secret
-            if isinstance(secret, bytes):
-                secret = secret.decode("utf-8", "replace")
-            if not self.handler.authenticate(self.mechanism, self.username, secret):
-                raise errors.login_refused(self.mechanism)
+            if isinstance(secret, str):
+                secret = secret.encode("utf-8")
+            self.handler.update_secret(self.username, secret, method.reason)
             self.send_method(0, commands.Connection.UpdateSecretOk())
         elif self.state != RUNNING:
             raise errors.HandshakeFailed(f"unexpected {method.name} during the handshake")

@@ -87,6 +87,8 @@ class ClientConnection:
         self.publisher = False
         self.held = False  # output waits for the store's fsync
         self.told_blocked = False
+        self.replying = False  # a client method is running: notifications wait for it
+        self.deferred: list[Callable[[], None]] = []
 
     # --- protocol Handler ------------------------------------------------------------------
 
@@ -95,6 +97,11 @@ class ClientConnection:
             return True
         log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
         return False
+
+    def update_secret(self, username: str, secret: bytes, reason: str) -> None:
+        if not self.broker.access.update_secret(username, secret):
+            raise errors.secret_refused()
+        log.info("%s: secret updated for user %r (%s)", self.peer, username, reason)
 
     def open_vhost(self, vhost: str) -> None:
         proto = self.protocol
@@ -115,11 +122,26 @@ class ClientConnection:
             self.session.close_channel(channel)
 
     def on_method(self, channel: int, index: int, args: Any) -> None:
+        """Run a client method. Its reply (or the channel close its error causes) goes out
+        first; server-initiated frames it caused (cancels, closes) follow."""
         assert self.session is not None
         handler = DISPATCH.get(index)
         if handler is None:
             raise errors.ConnectionError_(errors.COMMAND_INVALID, "unimplemented method")
-        handler(self.session.channels[channel], args)
+        self.replying = True
+        try:
+            handler(self.session.channels[channel], args)
+        except errors.ChannelError as exc:
+            self.protocol.close_channel(channel, exc.at(index >> 16, index & 0xFFFF))
+        except errors.ConnectionError_:
+            self.deferred.clear()  # the connection closes: nothing else goes out
+            raise
+        finally:
+            self.replying = False
+        if self.deferred:
+            deferred, self.deferred = self.deferred, []
+            for action in deferred:
+                action()
 
     def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
                    info: fastcodec.HeaderInfo, body: bytes) -> None:
@@ -145,6 +167,13 @@ class ClientConnection:
     def send_method(self, channel_id: int, method: Any) -> None:
         self._append(encode_method(channel_id, method))
 
+    def notify(self, channel_id: int, method: Any) -> None:
+        frame = encode_method(channel_id, method)
+        if self.replying:
+            self.deferred.append(functools.partial(self._append, frame))
+        else:
+            self._append(frame)
+
     def send_content(self, channel_id: int, method: Any, message: Message) -> None:
         self._append(encode_method(channel_id, method) + fastcodec.encode_content(
             channel_id, message.header, message.body, self.protocol.frame_max))
@@ -164,6 +193,9 @@ class ClientConnection:
             self._append(fastcodec.encode_nack(channel_id, delivery_tag, multiple, True))
 
     def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
+        if self.replying:
+            self.deferred.append(functools.partial(self.close_channel, channel_id, error))
+            return
         self.protocol.close_channel(channel_id, error)
         self.wake()
 

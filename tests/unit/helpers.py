@@ -92,6 +92,12 @@ class RecordingHandler:
         self.calls.append(("authenticate", mechanism, username, password))
         return self.users.get(username) == password
 
+    def update_secret(self, username: str, secret: bytes, reason: str) -> None:
+        self.calls.append(("update_secret", username, secret, reason))
+        error = self.raise_on.get(commands.Connection.UpdateSecret.index)
+        if error is not None:
+            raise error
+
     def open_vhost(self, vhost: str) -> None:
         self.calls.append(("open_vhost", vhost))
         if vhost not in self.vhosts:
@@ -159,6 +165,9 @@ class RecordingSink:
         self.is_writable = True
 
     def send_method(self, channel_id: int, method: Any) -> None:
+        self.calls.append(("method", channel_id, method))
+
+    def notify(self, channel_id: int, method: Any) -> None:
         self.calls.append(("method", channel_id, method))
 
     def send_content(self, channel_id: int, method: Any, message: Message) -> None:

@@ -451,15 +451,30 @@ def test_connection_method_on_a_channel() -> None:
     assert_closed_with(conn, 503, "COMMAND_INVALID - unimplemented method", (10, 40))
 
 
-def test_update_secret() -> None:
+def test_update_secret_is_accepted_whatever_the_secret() -> None:
+    """RabbitMQ with the internal user database: any new secret gets Update-Secret-Ok
+    (it is not re-checked as a password) and the connection stays open."""
     conn, handler = open_connection()
     conn.receive_data(method_frame(0, commands.Connection.UpdateSecret(
-        new_secret="guest", reason="refresh")), 0.0)
+        new_secret="not-the-password", reason="refresh")), 0.0)
     (channel, ok), = sent(conn)
     assert channel == 0
     assert isinstance(ok, commands.Connection.UpdateSecretOk)
-    assert handler.named("authenticate")[-1] == ("authenticate", "PLAIN", "guest", "guest")
+    assert handler.named("update_secret") == [
+        ("update_secret", "guest", b"not-the-password", "refresh")]
+    assert handler.named("authenticate") == [("authenticate", "PLAIN", "guest", "guest")]
     assert conn.state == proto.RUNNING
+    open_channel(conn, 1)
+
+
+def test_update_secret_refused_by_a_backend() -> None:
+    """A backend that refuses the secret (a token backend would): 530, as RabbitMQ."""
+    conn, handler = open_connection()
+    handler.raise_on[commands.Connection.UpdateSecret.index] = errors.secret_refused()
+    conn.receive_data(method_frame(0, commands.Connection.UpdateSecret(
+        new_secret="x", reason="refresh")), 0.0)
+    assert_closed_with(conn, 530, "NOT_ALLOWED - New secret was refused by one of the "
+                       "backends", (10, 70))
 
 
 # --- channels -----------------------------------------------------------------------------
@@ -591,14 +606,19 @@ def test_content_on_unopened_channel() -> None:
     assert_closed_with(conn, 504, "CHANNEL_ERROR - expected 'channel.open'")
 
 
-def test_channel_number_above_channel_max_is_a_channel_error() -> None:
-    """Stricter than RabbitMQ (which only counts open channels), as the issue asks: a
-    channel number above the negotiated channel_max is 504 CHANNEL_ERROR."""
+def test_any_channel_number_up_to_65535_opens() -> None:
+    """RabbitMQ 3.x: channel_max limits how many channels are open, not their numbers."""
     conn, _ = open_connection(tune=(3, 131072, 0))
-    open_channel(conn, 1)
-    conn.receive_data(method_frame(4, commands.Channel.Open()), 0.0)
-    assert_closed_with(conn, 504, "CHANNEL_ERROR - channel number 4 above channel_max 3",
-                       (20, 10))
+    for channel in (65535, 4, 2048):
+        open_channel(conn, channel)
+    assert conn.state == proto.RUNNING
+    assert sorted(conn.channels) == [4, 2048, 65535]
+
+
+def test_content_on_an_unopened_high_channel_number() -> None:
+    conn, _ = open_connection(tune=(3, 131072, 0))
+    conn.receive_data(content_frames(4000, b"abc"), 0.0)
+    assert_closed_with(conn, 504, "CHANNEL_ERROR - expected 'channel.open'")
 
 
 def test_more_channels_than_channel_max() -> None:

@@ -47,6 +47,8 @@ def publish(channel: Channel, args: tuple[str, str, bool, bool], message: Messag
             raise errors.exchange_not_found(exchange_name, vhost.name)
         if exchange.internal:
             raise errors.internal_exchange_publish(exchange_name, vhost.name)
+        if session.topic_permissions:
+            session.check_topic("write", exchange_name, routing_key)
     elif routing_key.startswith(REPLY_TO_PREFIX):
         _reply(channel, mandatory, message)
         return
@@ -210,10 +212,12 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
 
 
 def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:
-    channel.cancel(method.consumer_tag)
+    """Cancel-Ok goes out before what the cancel causes (a single active consumer's
+    successor getting deliveries, an auto-delete queue going)."""
     if not method.nowait:
         channel.sink.send_method(
             channel.id, commands.Basic.CancelOk(consumer_tag=method.consumer_tag))
+    channel.cancel(method.consumer_tag)
 
 
 def get(channel: Channel, method: commands.Basic.Get) -> None:

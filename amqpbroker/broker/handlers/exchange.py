@@ -24,13 +24,14 @@ def delete(channel: Channel, method: commands.Exchange.Delete) -> None:
         channel.sink.send_method(channel.id, commands.Exchange.DeleteOk())
 
 
-def _check_binding(channel: Channel, destination: str, source: str) -> None:
+def _check_binding(channel: Channel, destination: str, source: str, routing_key: str) -> None:
     channel.session.check("write", "exchange", destination)
     channel.session.check("read", "exchange", source)
+    channel.session.check_topic("read", source, routing_key)
 
 
 def bind(channel: Channel, method: commands.Exchange.Bind) -> None:
-    _check_binding(channel, method.destination, method.source)
+    _check_binding(channel, method.destination, method.source, method.routing_key)
     channel.session.vhost.bind_exchange(
         method.destination, method.source, method.routing_key, method.arguments or {})
     if not method.nowait:
@@ -38,7 +39,7 @@ def bind(channel: Channel, method: commands.Exchange.Bind) -> None:
 
 
 def unbind(channel: Channel, method: commands.Exchange.Unbind) -> None:
-    _check_binding(channel, method.destination, method.source)
+    _check_binding(channel, method.destination, method.source, method.routing_key)
     channel.session.vhost.unbind_exchange(
         method.destination, method.source, method.routing_key, method.arguments or {})
     if not method.nowait:

@@ -34,15 +34,16 @@ def declare(channel: Channel, method: commands.Queue.Declare) -> None:
             consumer_count=queue.consumer_count))
 
 
-def _check_binding(channel: Channel, queue: str, exchange: str) -> None:
+def _check_binding(channel: Channel, queue: str, exchange: str, routing_key: str) -> None:
     channel.session.check("write", "queue", queue)
     channel.session.check("read", "exchange", exchange)
+    channel.session.check_topic("read", exchange, routing_key)
 
 
 def bind(channel: Channel, method: commands.Queue.Bind) -> None:
     session = channel.session
     name = queue_name(channel, method.queue)
-    _check_binding(channel, name, method.exchange)
+    _check_binding(channel, name, method.exchange, method.routing_key)
     session.vhost.bind_queue(session, name, method.exchange, method.routing_key,
                              method.arguments or {})
     if not method.nowait:
@@ -51,7 +52,7 @@ def bind(channel: Channel, method: commands.Queue.Bind) -> None:
 
 def unbind(channel: Channel, method: commands.Queue.Unbind) -> None:
     name = queue_name(channel, method.queue)
-    _check_binding(channel, name, method.exchange)
+    _check_binding(channel, name, method.exchange, method.routing_key)
     channel.session.vhost.unbind_queue(name, method.exchange, method.routing_key,
                                        method.arguments or {})
     channel.sink.send_method(channel.id, commands.Queue.UnbindOk())
