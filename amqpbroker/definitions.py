@@ -22,13 +22,16 @@ The schema, section by section:
 * `vhosts`: `{name, ...}`; only the name is used (description, tags, metadata, limits,
   default queue type are ignored).
 * `permissions`: `{user, vhost, configure, write, read}`, each a regular expression.
+* `topic_permissions`: `{user, vhost, exchange, write, read}`: regular expressions the
+  routing keys of publishes (write) and the binding keys of binds (read) on that topic
+  exchange must match.
 * `exchanges`: `{name, vhost, type, durable, auto_delete, internal, arguments}`.
 * `queues`: `{name, vhost, durable, auto_delete, arguments}` (never exclusive).
 * `bindings`: `{source, vhost, destination, destination_type, routing_key, arguments}`,
   `destination_type` being `queue` or `exchange`.
-* `topic_permissions`, `parameters`, `global_parameters` and `policies`: accepted and
-  ignored (this broker has no topic authorisation, runtime parameters or policies);
-  `Definitions.ignored` counts their entries so the caller can say so.
+* `parameters`, `global_parameters` and `policies`: accepted and ignored (this broker has
+  no runtime parameters or policies); `Definitions.ignored` counts their entries so the
+  caller can say so.
 
 `durable` defaults to true, `auto_delete` and `internal` to false, `arguments` to `{}` and
 `routing_key` to `""`. As RabbitMQ does, exchanges named `amq.*` or `""` and queues named
@@ -70,8 +73,9 @@ from amqpbroker.broker.vhost import VirtualHost
 RABBIT_VERSION = "3.13.0"
 RESERVED_PREFIX = "amq."
 EXCHANGE_TYPES = (*sorted(ROUTERS), DELAYED_TYPE)
-IGNORED_SECTIONS = ("topic_permissions", "parameters", "global_parameters", "policies")
-SECTIONS = ("users", "vhosts", "permissions", "exchanges", "queues", "bindings",
+IGNORED_SECTIONS = ("parameters", "global_parameters", "policies")
+SECTIONS = ("users", "vhosts", "permissions", "topic_permissions", "exchanges", "queues",
+            "bindings",
             *IGNORED_SECTIONS)
 MAX_SHORTSTR = 255
 _INT64 = (-(2**63), 2**63 - 1)
@@ -111,6 +115,16 @@ class PermissionDefinition:
     user: str
     vhost: str
     configure: str
+    write: str
+    read: str
+    where: str
+
+
+@dataclass(frozen=True)
+class TopicPermissionDefinition:
+    user: str
+    vhost: str
+    exchange: str
     write: str
     read: str
     where: str
@@ -158,6 +172,7 @@ class Definitions:
     users: list[UserDefinition] = field(default_factory=list)
     vhosts: list[VhostDefinition] = field(default_factory=list)
     permissions: list[PermissionDefinition] = field(default_factory=list)
+    topic_permissions: list[TopicPermissionDefinition] = field(default_factory=list)
     exchanges: list[ExchangeDefinition] = field(default_factory=list)
     queues: list[QueueDefinition] = field(default_factory=list)
     bindings: list[BindingDefinition] = field(default_factory=list)
@@ -167,7 +182,9 @@ class Definitions:
     def summary(self) -> str:
         """One line for the log: what will be applied, ignored and skipped."""
         text = (f"{len(self.vhosts)} vhosts, {len(self.users)} users, "
-                f"{len(self.permissions)} permissions, {len(self.exchanges)} exchanges, "
+                f"{len(self.permissions)} permissions, "
+                f"{len(self.topic_permissions)} topic permissions, "
+                f"{len(self.exchanges)} exchanges, "
                 f"{len(self.queues)} queues, {len(self.bindings)} bindings")
         ignored = [f"{count} {name}" for name, count in self.ignored.items() if count]
         if ignored:
@@ -229,6 +246,9 @@ def parse(document: Any, source: str = "definitions") -> Definitions:
     for index, raw in enumerate(sections["permissions"]):
         definitions.permissions.append(
             _parse_permission(_Entry(source, "permissions", index, raw)))
+    for index, raw in enumerate(sections["topic_permissions"]):
+        definitions.topic_permissions.append(
+            _parse_topic_permission(_Entry(source, "topic_permissions", index, raw)))
     for index, raw in enumerate(sections["exchanges"]):
         exchange = _parse_exchange(_Entry(source, "exchanges", index, raw))
         if exchange.name == "" or exchange.name.startswith(RESERVED_PREFIX):
@@ -375,20 +395,35 @@ def _check_hash(entry: _Entry, password_hash: str, algorithm: str) -> None:
                           "bytes: a 4-byte salt and the digest)")
 
 
-def _parse_permission(entry: _Entry) -> PermissionDefinition:
-    user = entry.string("user", non_empty=True)
-    entry.label(f"user '{user}'")
-    vhost = entry.name("vhost", "vhost")
-    entry.label(f"user '{user}' in vhost '{vhost}'")
+def _patterns(entry: _Entry, kinds: tuple[str, ...]) -> list[str]:
     patterns = []
-    for kind in ("configure", "write", "read"):
+    for kind in kinds:
         pattern = entry.string(kind)
         try:
             re.compile(pattern)
         except re.error as exc:
             raise entry.error(f"'{kind}' is not a valid regular expression ({exc})") from None
         patterns.append(pattern)
-    return PermissionDefinition(user, vhost, *patterns, entry.where)
+    return patterns
+
+
+def _parse_permission(entry: _Entry) -> PermissionDefinition:
+    user = entry.string("user", non_empty=True)
+    entry.label(f"user '{user}'")
+    vhost = entry.name("vhost", "vhost")
+    entry.label(f"user '{user}' in vhost '{vhost}'")
+    return PermissionDefinition(user, vhost, *_patterns(entry, ("configure", "write", "read")),
+                                entry.where)
+
+
+def _parse_topic_permission(entry: _Entry) -> TopicPermissionDefinition:
+    user = entry.string("user", non_empty=True)
+    entry.label(f"user '{user}'")
+    vhost = entry.name("vhost", "vhost")
+    exchange = entry.string("exchange", shortstr=True)
+    entry.label(f"user '{user}' on exchange '{exchange}' in vhost '{vhost}'")
+    return TopicPermissionDefinition(user, vhost, exchange, *_patterns(entry, ("write", "read")),
+                                     entry.where)
 
 
 def _parse_exchange(entry: _Entry) -> ExchangeDefinition:
@@ -452,6 +487,9 @@ def apply(broker: Broker, definitions: Definitions) -> None:
     for permission in definitions.permissions:
         access.set_permission(permission.user, permission.vhost, permission.configure,
                               permission.write, permission.read)
+    for topic in definitions.topic_permissions:
+        access.set_topic_permission(topic.user, topic.vhost, topic.exchange, topic.write,
+                                    topic.read)
     source = definitions.source
     for exchange in definitions.exchanges:
         with _reported(source, exchange.where):
@@ -497,7 +535,7 @@ def _check(broker: Broker, definitions: Definitions) -> None:
             raise DefinitionsError(source, where, f"unknown vhost '{name}' (not in 'vhosts' "
                                                   "and not on the broker)")
 
-    for permission in definitions.permissions:
+    for permission in (*definitions.permissions, *definitions.topic_permissions):
         if permission.user not in users:
             raise DefinitionsError(source, permission.where,
                                    f"unknown user '{permission.user}' (not in 'users' and "
@@ -552,6 +590,11 @@ def export(broker: Broker) -> dict[str, Any]:
                     "write": permission.write, "read": permission.read}
                    for (user, vhost), permission in sorted(access.permissions.items())
                    if user in access.users and vhost in broker.vhosts]
+    topic_permissions = [{"user": user, "vhost": vhost, "exchange": exchange,
+                          "write": topic.write, "read": topic.read}
+                         for (user, vhost), topics in sorted(access.topic_permissions.items())
+                         if user in access.users and vhost in broker.vhosts
+                         for exchange, topic in sorted(topics.items())]
     exchanges: list[dict[str, Any]] = []
     queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
@@ -594,7 +637,7 @@ def export(broker: Broker) -> dict[str, Any]:
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": topic_permissions,
         "parameters": [],
         "global_parameters": [],
         "policies": [],

@@ -205,6 +205,11 @@ def message_too_large(size: int, limit: int) -> ChannelError:
     )
 
 
+def unsupported_queue_arg(arg: str, name: str, vhost: str, queue_type: str) -> ChannelError:
+    return ChannelError(PRECONDITION_FAILED, f"invalid arg '{arg}' for {_q(name, vhost)} of "
+                                             f"queue type {queue_type}")
+
+
 def invalid_arg_type(type_word: str, arg: str, name: str, vhost: str) -> ChannelError:
     return ChannelError(
         PRECONDITION_FAILED, f"invalid type '{type_word}' for arg '{arg}' in {_q(name, vhost)}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from amqpbroker import errors
 
-MAX_EXPIRY = 2**32 - 1
+MAX_EXPIRY = 315_360_000_000  # ten years in milliseconds: RabbitMQ's limit for TTLs
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_TYPES = ("classic", "quorum", "stream")
 QUEUE_MODES = ("default", "lazy")
@@ -74,7 +74,7 @@ def _boolean(value: Any) -> str | None:
 
 
 _VALUE_CHECKS = {
-    "x-expires": lambda v: _integer(v, 1),
+    "x-expires": lambda v: _integer(v, 1, MAX_EXPIRY),
     "x-message-ttl": lambda v: _integer(v, 0, MAX_EXPIRY),
     "x-max-length": lambda v: _integer(v, 0),
     "x-max-length-bytes": lambda v: _integer(v, 0),
@@ -99,6 +99,9 @@ def check_queue(name: str, vhost: str, durable: bool, exclusive: bool, auto_dele
         value = arguments.get(arg)
         if value is not None and not isinstance(value, str | bytes):
             raise errors.invalid_arg_type(field_type(value), arg, name, vhost)
+    if "x-delivery-limit" in arguments and arguments.get("x-queue-type") in (None, "classic"):
+        raise errors.unsupported_queue_arg("x-delivery-limit", name, vhost,
+                                           "rabbit_classic_queue")
     if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
         raise errors.invalid_queue_arg("x-dead-letter-routing-key", name, vhost,
                                        "routing_key_but_no_dlx_defined")
@@ -123,4 +126,6 @@ def check_expiration(value: str) -> int | None:
     number = int(match.group())
     if number < 0:
         raise errors.invalid_expiration(value, f"{{value_negative,{number}}}")
+    if number > MAX_EXPIRY:
+        raise errors.invalid_expiration(value, f"{{value_too_large,{number}}}")
     return number

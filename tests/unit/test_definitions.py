@@ -96,7 +96,7 @@ def test_example_file_loads_and_applies():
     assert [(d.name, key) for d, key, _ in topic.bindings] == [("orders.events", "order.*")]
     assert isinstance(next(iter(topic.bindings))[0], Exchange)
 
-    assert definitions.ignored == {"topic_permissions": 0, "parameters": 0,
+    assert definitions.ignored == {"parameters": 0,
                                    "global_parameters": 1, "policies": 1}
     assert "ignored: 1 global_parameters, 1 policies" in definitions.summary()
     assert definitions.rabbit_version == "3.13.0"
