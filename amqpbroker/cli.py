@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import sys
 import typing
 from dataclasses import fields
@@ -19,6 +20,7 @@ from amqpbroker import __version__, definitions
 from amqpbroker.app import build_broker, run
 from amqpbroker.config import ConfigError, Settings, load_file
 from amqpbroker.definitions import DefinitionsError
+from amqpbroker.store.sqlite import FILE_NAME as STORE_FILE
 from amqpbroker.store.sqlite import StoreError
 from amqpbroker.transport.tls import TLSFilesError
 
@@ -101,8 +103,9 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
         _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            _fail(f"cannot listen on {settings.host}:{settings.port} (or the AMQPS port "
-                  f"{settings.tls_port}): address already in use")
+            ports = f"port {settings.port}" + (
+                f" or the AMQPS port {settings.tls_port}" if settings.tls_cert else "")
+            _fail(f"cannot listen on {settings.host} ({ports}): address already in use")
         _fail(f"cannot start: {exc.strerror or exc}"
               + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
     except KeyboardInterrupt:
@@ -130,6 +133,11 @@ def definitions_group() -> None:
 def export_command(data_dir: str | None, definitions_file: str | None, default_user: str,
                    default_pass: str, default_vhost: str, output: Any) -> None:
     """Write the broker's definitions in RabbitMQ's definitions.json schema."""
+    if data_dir is not None:
+        if not os.path.isdir(data_dir):
+            _fail(f"{data_dir}: no such data directory")
+        if not os.path.isfile(os.path.join(data_dir, STORE_FILE)):
+            _fail(f"{data_dir}: holds no amqpbroker store ({STORE_FILE})")
     settings = Settings(data_dir=data_dir, definitions=definitions_file,
                         default_user=default_user, default_pass=default_pass,
                         default_vhost=default_vhost, log_level="warning",

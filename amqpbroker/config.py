@@ -3,10 +3,12 @@
 Each setting is one field here; the command line offers it as `--field-name`, the
 environment as `AMQPBROKER_FIELD_NAME`, and a config file (`--config FILE`, TOML) as
 `field_name = value`. Precedence: command line, environment, config file, default.
+Relative paths in a config file are relative to the file's folder.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -58,6 +60,9 @@ class Settings:
                                                      "certificate.")
 
 
+PATHS = ("definitions", "data_dir", "tls_cert", "tls_key", "tls_ca")
+
+
 class ConfigError(Exception):
     """The config file cannot be used; the message names the file and the entry."""
 
@@ -81,4 +86,9 @@ def load_file(path: str) -> dict[str, Any]:
         if expected is not None and not isinstance(value, expected):
             raise ConfigError(f"{path}: '{key}' must be {expected.__name__}, "
                               f"not {type(value).__name__}")
+    folder = os.path.dirname(os.path.abspath(path))
+    for key in PATHS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            data[key] = os.path.join(folder, os.path.expanduser(value))
     return data

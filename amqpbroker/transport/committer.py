@@ -24,7 +24,8 @@ class StoreFailed(Exception):
 class Committer:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.committed = 0
+        # What was recorded before serving (definitions applied at start) was written then.
+        self.committed = store.recorded
         self.failed: BaseException | None = None
         self._kick = anyio.Event()
         self._done = anyio.Event()

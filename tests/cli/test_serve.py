@@ -37,15 +37,15 @@ def wait_for_port(port: int, deadline: float) -> float:
 
 
 @contextmanager
-def serve(*args: str, env: dict[str, str] | None = None,
-          module: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def serve(*args: str, env: dict[str, str] | None = None, module: bool = False,
+          cwd: str | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
     command = ([sys.executable, "-m", "amqpbroker"] if module
                else [os.path.join(os.path.dirname(sys.executable), "amqpbroker")])
     proc = subprocess.Popen(
         [*command, "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})})
+        env={**os.environ, **(env or {})}, cwd=cwd)
     try:
         wait_for_port(port, STARTUP_DEADLINE)
         yield proc, port
@@ -104,6 +104,7 @@ def test_port_in_use_is_one_clear_line() -> None:
     assert len(lines) == 1
     assert "address already in use" in lines[0]
     assert str(port) in lines[0]
+    assert "AMQPS" not in lines[0]  # TLS is off: only the port asked for is named
 
 
 @pytest.mark.parametrize("args", [["--port", "notaport"], ["--log-level", "loud"],
@@ -204,6 +205,46 @@ def test_definitions_at_start_and_export(tmp_path: os.PathLike[str]) -> None:
         expected = json.load(file)
     assert {q["name"] for q in exported["queues"]} == {
         q["name"] for q in expected["queues"] if q.get("durable", True)}
+    assert {u["name"] for u in exported["users"]} == {u["name"] for u in expected["users"]}
+    assert {(p["user"], p["vhost"]) for p in exported["permissions"]} == {
+        (p["user"], p["vhost"]) for p in expected["permissions"]}
+    assert exported["topic_permissions"] == expected["topic_permissions"]
+
+
+def _export(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "amqpbroker", "definitions", "export", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_export_of_a_missing_data_dir_fails(tmp_path: os.PathLike[str]) -> None:
+    missing = os.path.join(tmp_path, "nowhere")
+    result = _export("--data-dir", missing)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"amqpbroker: {missing}: no such data directory"
+    assert not os.path.exists(missing)
+
+
+def test_export_of_a_data_dir_without_a_store_fails(tmp_path: os.PathLike[str]) -> None:
+    result = _export("--data-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"amqpbroker: {tmp_path}: holds no amqpbroker store "
+                                     "(amqpbroker.sqlite3)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_config_file_paths_are_relative_to_its_folder(tmp_path: os.PathLike[str]) -> None:
+    folder = os.path.join(tmp_path, "conf")
+    os.mkdir(folder)
+    with open(os.path.join(folder, "defs.json"), "w") as file:
+        json.dump({"users": [{"name": "dave", "password": "pw", "tags": []}],
+                   "permissions": [{"user": "dave", "vhost": "/", "configure": ".*",
+                                    "write": ".*", "read": ".*"}]}, file)
+    config = os.path.join(folder, "broker.toml")
+    with open(config, "w") as file:
+        file.write('definitions = "defs.json"\ndata_dir = "state"\n')
+    with serve("--config", config, cwd=str(tmp_path)) as (_, port):
+        connect(port, "dave", "pw").close()
+    assert os.path.isfile(os.path.join(folder, "state", "amqpbroker.sqlite3"))
 
 
 def test_bad_definitions_name_the_entry(tmp_path: os.PathLike[str]) -> None:
