@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from amqpbroker.broker.broker import Broker
-from amqpbroker.broker.buffers import Paging
+from amqpbroker.broker.buffers import PageCodec, Paging
 from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings
 from amqpbroker.definitions import apply, load
@@ -36,7 +36,8 @@ def build_broker(settings: Settings) -> Broker:
     loopback_users = tuple(u.strip() for u in settings.loopback_users.split(",") if u.strip())
     paging = None
     if settings.queue_memory_limit:
-        paging = Paging(Pages(settings.data_dir), settings.queue_memory_limit)
+        paging = Paging(Pages(settings.data_dir), settings.queue_memory_limit,
+                        PageCodec(build_message, store.read_message if store.durable else None))
     broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
                     consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
                     loopback_users=loopback_users, paging=paging)

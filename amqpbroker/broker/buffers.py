@@ -5,44 +5,89 @@
 precede `ready`, because every message handed out was older than every one still waiting.
 `PriorityBuffer` (x-max-priority) is highest priority first, publish order within a level;
 it is never paged.
+
+Paged entries are written in wire form (`PageCodec`): the entry's state, then either the
+message itself (exchange, routing key, content header, body) or, for a message the
+durable store already holds, only its location there.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-import pickle
+import math
+import struct
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from amqpbroker.broker.message import Entry
+from amqpbroker.broker.message import Entry, Message
+from amqpbroker.store.messages import decode_message, encode_message
 from amqpbroker.store.pages import PageFile, Pages
 
 PAGE_IN_BATCH = 4096
+MessageFactory = Callable[[str, str, bytes, bytes], Message]
+StoredReader = Callable[[int], tuple[str, str, bytes, bytes]]
+_ENTRY = struct.Struct(">QBId")  # seq, redelivered, delivery count, expires at (NaN: never)
+_LOCATION = struct.Struct(">Q")
+_FULL, _STORED = b"F", b"S"
+
+
+@dataclass
+class PageCodec:
+    """Entries to page records and back."""
+
+    make_message: MessageFactory
+    read_stored: StoredReader | None = None
+
+    def encode(self, entry: Entry) -> bytes:
+        expires = math.nan if entry.expires_at is None else entry.expires_at
+        state = _ENTRY.pack(entry.seq, entry.redelivered, entry.delivery_count, expires)
+        if entry.stored and self.read_stored is not None:
+            return _STORED + state + _LOCATION.pack(entry.stored)
+        message = entry.message
+        return _FULL + state + encode_message(message.exchange, message.routing_key,
+                                              message.header, message.body)
+
+    def decode(self, record: bytes) -> Entry:
+        seq, redelivered, delivery_count, expires = _ENTRY.unpack_from(record, 1)
+        rest = 1 + _ENTRY.size
+        stored = 0
+        if record[:1] == _STORED:
+            (stored,) = _LOCATION.unpack_from(record, rest)
+            assert self.read_stored is not None
+            fields = self.read_stored(stored)
+        else:
+            fields = decode_message(memoryview(record)[rest:])
+        entry = Entry(seq, self.make_message(*fields),
+                      None if math.isnan(expires) else expires, stored)
+        entry.redelivered = bool(redelivered)
+        entry.delivery_count = delivery_count
+        return entry
 
 
 @dataclass
 class Paging:
-    """How a broker's queues page: the page directory, and how many ready messages a
-    queue keeps in memory before its tail goes to page files."""
+    """How a broker's queues page: the page directory, how many ready messages a queue
+    keeps in memory before its tail goes to page files, and how entries are written."""
 
     pages: Pages
     memory_limit: int
+    codec: PageCodec
 
 
 class FifoBuffer:
     """Publish order. Past `memory_limit` ready messages, the tail is paged out to a
     `PageFile` (opened on first need) and paged back in batches as the head drains."""
 
-    __slots__ = ("memory_limit", "open_pages", "paged", "pages", "ready", "returned")
+    __slots__ = ("codec", "memory_limit", "open_pages", "paged", "pages", "ready", "returned")
 
-    def __init__(self, open_pages: Callable[[], PageFile] | None = None,
-                 memory_limit: int = 0) -> None:
+    def __init__(self, paging: Paging | None = None) -> None:
         self.ready: deque[Entry] = deque()
         self.returned: list[Entry] = []
-        self.open_pages = open_pages
-        self.memory_limit = memory_limit
+        self.open_pages = paging.pages.open if paging is not None else None
+        self.memory_limit = paging.memory_limit if paging is not None else 0
+        self.codec = paging.codec if paging is not None else None
         self.pages: PageFile | None = None
         self.paged = 0
 
@@ -55,14 +100,14 @@ class FifoBuffer:
     def __iter__(self) -> Iterator[Entry]:
         yield from self.returned
         yield from self.ready
-        if self.paged and self.pages is not None:
-            yield from (pickle.loads(record) for record in self.pages)
+        if self.paged and self.pages is not None and self.codec is not None:
+            yield from map(self.codec.decode, self.pages)
 
     def push(self, entry: Entry) -> None:
         if self.paged or (self.open_pages is not None and len(self.ready) >= self.memory_limit):
             if self.pages is None:
                 self.pages = self.open_pages()  # type: ignore[misc]
-            self.pages.append(pickle.dumps(entry, pickle.HIGHEST_PROTOCOL))
+            self.pages.append(self.codec.encode(entry))  # type: ignore[union-attr]
             self.paged += 1
         else:
             self.ready.append(entry)
@@ -71,7 +116,7 @@ class FifoBuffer:
         assert self.pages is not None
         records = self.pages.read(PAGE_IN_BATCH)
         self.paged -= len(records)
-        self.ready.extend(pickle.loads(record) for record in records)
+        self.ready.extend(map(self.codec.decode, records))  # type: ignore[union-attr]
 
     def requeue(self, entry: Entry) -> None:
         bisect.insort(self.returned, entry)

@@ -70,16 +70,19 @@ class Message:
 
 
 class Entry:
-    """A message's place in one queue: sequence number, redelivery state, expiry time."""
+    """A message's place in one queue: sequence number, redelivery state, expiry time,
+    and where the store keeps it."""
 
-    __slots__ = ("delivery_count", "expires_at", "message", "redelivered", "seq")
+    __slots__ = ("delivery_count", "expires_at", "message", "redelivered", "seq", "stored")
 
-    def __init__(self, seq: int, message: Message, expires_at: float | None) -> None:
+    def __init__(self, seq: int, message: Message, expires_at: float | None,
+                 stored: int = 0) -> None:
         self.seq = seq
         self.message = message
         self.expires_at = expires_at
         self.redelivered = False
         self.delivery_count = 0
+        self.stored = stored  # where the store keeps the message (0: not stored)
 
     def __lt__(self, other: Entry) -> bool:
         return self.seq < other.seq

@@ -68,8 +68,7 @@ class Queue:
         paging = vhost.paging
         self.buffer: FifoBuffer | PriorityBuffer = (
             PriorityBuffer(max_priority) if max_priority is not None
-            else FifoBuffer(paging.pages.open, paging.memory_limit) if paging is not None
-            else FifoBuffer())
+            else FifoBuffer(paging))
         self.bytes = 0
         self.store = vhost.store
         # Exclusive queues die with their connection, so they are never stored.
@@ -124,11 +123,12 @@ class Queue:
             now = self.vhost.timers.now()
             expires_at = now + ttl
         self.next_seq += 1
+        stored = 0
         if self.store_messages and message.persistent:
-            self.store.put_message((self.vhost_name, self.name, self.next_seq),
-                                   message.exchange, message.routing_key, message.header,
-                                   message.body)
-        self.buffer.push(Entry(self.next_seq, message, expires_at))
+            stored = self.store.put_message((self.vhost_name, self.name, self.next_seq),
+                                            message.exchange, message.routing_key,
+                                            message.header, message.body)
+        self.buffer.push(Entry(self.next_seq, message, expires_at, stored))
         self.bytes += size
         if self.groups:
             self.dispatch(now)

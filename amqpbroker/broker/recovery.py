@@ -52,7 +52,8 @@ def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) ->
         message = make_message(stored.exchange, stored.routing_key, stored.header,
                                stored.body)
         ttl = queue.message_ttl
-        entry = Entry(stored.seq, message, now + ttl if ttl is not None else None)
+        entry = Entry(stored.seq, message, now + ttl if ttl is not None else None,
+                      stored.location)
         entry.redelivered = True
         queue.buffer.push(entry)
         queue.bytes += len(message.body)

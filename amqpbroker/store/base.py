@@ -3,12 +3,14 @@
 The broker calls the `Store` methods synchronously; they only record what must be
 written. The transport takes the batch (`take_batch`) after each read pass and has it
 written and fsync'd off the event loop (`write_batch`, in a worker thread); replies that
-promise durability (declare-ok, confirms) go out only after that. A message stored and
-removed within one batch never reaches the disk.
+promise durability (declare-ok, confirms) go out only after that. Removing a message
+(an ack) promises nothing, so it does not count as recorded: it is written with the next
+batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +26,7 @@ class StoredMessage:
     routing_key: str
     header: bytes
     body: bytes
+    location: int = 0  # where the store keeps it (`read_message`); 0: nowhere
 
 
 @dataclass
@@ -44,7 +47,8 @@ class Snapshot:
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     queues: list[dict[str, Any]] = field(default_factory=list)
     bindings: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[StoredMessage] = field(default_factory=list)
+    # Read lazily, in publish order per queue, so a large backlog is never all in memory.
+    messages: Iterable[StoredMessage] = ()
     delayed: list[StoredDelayed] = field(default_factory=list)
     # Users, vhosts, permissions, topic permissions and policies: (kind, key, value).
     runtime: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -52,14 +56,13 @@ class Snapshot:
 
 @dataclass
 class Batch:
-    """What one commit writes: definition changes in order, then message rows."""
+    """What one commit writes: message records first, then definition changes in order."""
 
     definitions: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-    puts: dict[MessageKey, tuple[str, str, bytes, bytes]] = field(default_factory=dict)
-    deletes: list[MessageKey] = field(default_factory=list)
+    messages: Any = None  # the adapter's own record of message changes
 
     def __bool__(self) -> bool:
-        return bool(self.definitions or self.puts or self.deletes)
+        return bool(self.definitions) or self.messages is not None
 
 
 class Store(Protocol):
@@ -82,8 +85,11 @@ class Store(Protocol):
     def delete_binding(self, vhost: str, source: str, destination: str, kind: str,
                        routing_key: str, arguments: dict[str, Any]) -> None: ...
     def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
-                    body: bytes) -> None: ...
+                    body: bytes) -> int:
+        """Record a persistent message of a durable queue; returns its location."""
     def delete_message(self, key: MessageKey) -> None: ...
+    def read_message(self, location: int) -> tuple[str, str, bytes, bytes]:
+        """(exchange, routing key, content header, body) of a stored message."""
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
                     header: bytes, body: bytes) -> int: ...
     def delete_delayed(self, delayed_id: int) -> None: ...
@@ -130,7 +136,6 @@ class BatchingStore:
         self._definition("put_queue", vhost, name, auto_delete, arguments)
 
     def delete_queue(self, vhost: str, name: str) -> None:
-        self._drop_pending(vhost, name)
         self._definition("delete_queue", vhost, name)
 
     def put_binding(self, vhost: str, source: str, destination: str, kind: str,
@@ -142,16 +147,6 @@ class BatchingStore:
                        routing_key: str, arguments: dict[str, Any]) -> None:
         self._definition("delete_binding", vhost, source, destination, kind, routing_key,
                          arguments)
-
-    def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
-                    body: bytes) -> None:
-        self.recorded += 1
-        self.batch.puts[key] = (exchange, routing_key, header, body)
-
-    def delete_message(self, key: MessageKey) -> None:
-        self.recorded += 1
-        if self.batch.puts.pop(key, None) is None:
-            self.batch.deletes.append(key)
 
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
                     header: bytes, body: bytes) -> int:
@@ -171,7 +166,3 @@ class BatchingStore:
     def delete_runtime(self, kind: str, key: str) -> None:
         self._definition("delete_runtime", kind, key)
 
-    def _drop_pending(self, vhost: str, queue: str) -> None:
-        puts = self.batch.puts
-        for key in [k for k in puts if k[0] == vhost and k[1] == queue]:
-            del puts[key]

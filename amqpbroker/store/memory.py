@@ -33,11 +33,14 @@ class MemoryStore:
     put_binding = delete_binding = delete_delayed = put_runtime = delete_runtime = _ignore
 
     def put_message(self, key: MessageKey, exchange: str, routing_key: str, header: bytes,
-                    body: bytes) -> None:
-        return None
+                    body: bytes) -> int:
+        return 0
 
     def delete_message(self, key: MessageKey) -> None:
         return None
+
+    def read_message(self, location: int) -> tuple[str, str, bytes, bytes]:
+        raise KeyError(location)
 
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
                     header: bytes, body: bytes) -> int:

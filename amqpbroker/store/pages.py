@@ -1,9 +1,12 @@
 """Paging: where a queue's tail goes when the queue holds more than its in-memory limit.
 
-Each paged queue gets one append-only file of length-prefixed records, read back in
-order; once every record has been read the file is truncated. Pages hold transient
-messages too (persistent ones are also in the durable store), so the page directory is
-emptied at start. Writes go through the file's buffer; reads come in batches.
+Each paged queue gets a chain of append-only chunk files of length-prefixed records,
+read back in order. A chunk is deleted as soon as every record in it has been read, and
+the last one is truncated when the reader catches up, so a page file holds about what is
+still paged out, never more than one chunk beyond it. Pages hold transient messages too
+(persistent ones point into the message store instead of repeating it), so the page
+directory is emptied at start. Writes go through the file's buffer; reads come in
+batches.
 """
 
 from __future__ import annotations
@@ -14,60 +17,99 @@ import shutil
 import struct
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from typing import BinaryIO
 
 _LENGTH = struct.Struct(">I")
+CHUNK_SIZE = 4 * 1024 * 1024
+
+
+class _Chunk:
+    __slots__ = ("file", "path", "read_pos", "write_pos")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: BinaryIO = open(path, "w+b")  # noqa: SIM115 - closed by PageFile
+        self.read_pos = 0
+        self.write_pos = 0
+
+    def drop(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
 
 class PageFile:
     """One queue's paged-out records, first in, first out."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, chunk_size: int = CHUNK_SIZE) -> None:
         self.path = path
-        self.file = open(path, "w+b")  # noqa: SIM115 - lives as long as the queue's tail
-        self.read_pos = 0
-        self.write_pos = 0
+        self.chunk_size = chunk_size
+        self.chunks: deque[_Chunk] = deque()
+        self.opened = 0
+
+    def _new_chunk(self) -> _Chunk:
+        self.opened += 1
+        chunk = _Chunk(f"{self.path}.{self.opened}")
+        self.chunks.append(chunk)
+        return chunk
 
     def append(self, record: bytes) -> None:
-        file = self.file
-        if file.tell() != self.write_pos:
-            file.seek(self.write_pos)
+        chunks = self.chunks
+        chunk = chunks[-1] if chunks else self._new_chunk()
+        if chunk.write_pos >= self.chunk_size:
+            chunk = self._new_chunk()
+        file = chunk.file
+        if file.tell() != chunk.write_pos:
+            file.seek(chunk.write_pos)
         file.write(_LENGTH.pack(len(record)))
         file.write(record)
-        self.write_pos += 4 + len(record)
+        chunk.write_pos += 4 + len(record)
 
     def read(self, count: int) -> list[bytes]:
-        """Up to `count` records, oldest first."""
-        file = self.file
-        file.seek(self.read_pos)
-        records = []
-        while len(records) < count and self.read_pos < self.write_pos:
-            (length,) = _LENGTH.unpack(file.read(4))
-            records.append(file.read(length))
-            self.read_pos += 4 + length
-        if self.read_pos >= self.write_pos:
-            self.reset()
+        """Up to `count` records, oldest first; chunks read to the end are deleted."""
+        records: list[bytes] = []
+        chunks = self.chunks
+        while chunks and len(records) < count:
+            chunk = chunks[0]
+            file = chunk.file
+            file.seek(chunk.read_pos)
+            while len(records) < count and chunk.read_pos < chunk.write_pos:
+                (length,) = _LENGTH.unpack(file.read(4))
+                records.append(file.read(length))
+                chunk.read_pos += 4 + length
+            if chunk.read_pos < chunk.write_pos:
+                break
+            if len(chunks) == 1:
+                self.reset()
+                break
+            chunks.popleft().drop()
         return records
 
     def __iter__(self) -> Iterator[bytes]:
         """Every unread record, without consuming it."""
-        file = self.file
-        position = self.read_pos
-        while position < self.write_pos:
-            file.seek(position)
-            (length,) = _LENGTH.unpack(file.read(4))
-            yield file.read(length)
-            position += 4 + length
+        for chunk in list(self.chunks):
+            position = chunk.read_pos
+            while position < chunk.write_pos:
+                chunk.file.seek(position)
+                (length,) = _LENGTH.unpack(chunk.file.read(4))
+                yield chunk.file.read(length)
+                position += 4 + length
 
     def reset(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-        self.read_pos = self.write_pos = 0
+        """Forget every record: keep one empty chunk."""
+        while len(self.chunks) > 1:
+            self.chunks.pop().drop()
+        if self.chunks:
+            chunk = self.chunks[0]
+            chunk.file.seek(0)
+            chunk.file.truncate()
+            chunk.read_pos = chunk.write_pos = 0
 
     def close(self) -> None:
-        self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        while self.chunks:
+            self.chunks.pop().drop()
 
 
 class Pages:

@@ -16,6 +16,8 @@ from amqpbroker.store.base import Store
 
 log = logging.getLogger("amqpbroker.store")
 
+IDLE_WRITE_INTERVAL = 1.0
+
 
 class StoreFailed(Exception):
     """A batch could not be written; what was waiting for it is not durable."""
@@ -34,7 +36,9 @@ class Committer:
         store = self.store
         while True:
             if not store.pending:
-                await self._kick.wait()
+                # Acks promise nothing and kick nobody: they are written within a second.
+                with anyio.move_on_after(IDLE_WRITE_INTERVAL):
+                    await self._kick.wait()
                 self._kick = anyio.Event()
                 continue
             upto = store.recorded

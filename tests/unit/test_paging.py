@@ -11,8 +11,9 @@ from pamqp import commands
 from test_model import World
 
 from amqpbroker.broker.broker import Broker
-from amqpbroker.broker.buffers import FifoBuffer, Paging
+from amqpbroker.broker.buffers import FifoBuffer, PageCodec, Paging
 from amqpbroker.store.pages import Pages
+from amqpbroker.transport.bridge import build_message
 
 LIMIT = 10
 
@@ -26,7 +27,7 @@ def pages() -> Iterator[Pages]:
 
 @pytest.fixture
 def w(pages: Pages) -> World:
-    return World(Broker(paging=Paging(pages, LIMIT)))
+    return World(Broker(paging=Paging(pages, LIMIT, PageCodec(build_message))))
 
 
 def buffer(w: World, queue: str) -> FifoBuffer:

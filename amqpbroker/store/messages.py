@@ -1,0 +1,245 @@
+"""Persistent messages on durable queues, in a segment log with an ack file per segment.
+
+Layout, in `DATA_DIR/messages/`:
+
+* `NNNNNNNN.seg`: records appended in publish order. A message record holds the message
+  once (exchange, routing key, content header, body); each queue that holds it gets a
+  small link record (queue id, sequence number, offset of the message record) right after
+  it, in the same segment. A message routed to eight durable queues is written once.
+* `NNNNNNNN.acks`: links of that segment whose message is gone (acked, purged, expired,
+  dead-lettered), as (queue id, sequence number). Written with the next batch, not
+  fsync'd: after a crash a lost ack means a redelivery, never a lost message.
+
+Queues are named by a number (`queue id`) that the definitions store keeps beside each
+durable queue and never reuses, so the links of a deleted queue are dead at once and a
+successor of the same name starts clean.
+
+In memory the store keeps only counts: live links per segment and queue, and for each
+queue which segments its sequence numbers went to. A segment whose live count reaches
+zero (and that is no longer being appended to) is deleted with its ack file: disk space
+goes back to the file system as soon as the messages are gone, and at start-up dead
+segments are removed before anything else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from amqpbroker.store.segments import SegmentLog, location, split
+
+MESSAGE = 0x4D  # "M"
+LINK = 0x4C  # "L"
+SEGMENT_SIZE = 8 * 1024 * 1024
+_LINK = struct.Struct(">BIQI")  # type, queue id, sequence number, message offset
+_ACK = struct.Struct(">IQ")  # queue id, sequence number
+_HEADER_LENGTH = struct.Struct(">I")
+
+
+class LiveMessage(NamedTuple):
+    """One live message of one queue, as read back at start."""
+
+    queue_id: int
+    seq: int
+    exchange: str
+    routing_key: str
+    header: bytes
+    body: bytes
+    location: int  # of the message record: `read` fetches it again
+
+
+def encode_message(exchange: str, routing_key: str, header: bytes, body: bytes) -> bytes:
+    ex, rk = exchange.encode(), routing_key.encode()
+    return b"".join((bytes((MESSAGE, len(ex))), ex, bytes((len(rk),)), rk,
+                     _HEADER_LENGTH.pack(len(header)), header, body))
+
+
+def decode_message(record: bytes | memoryview) -> tuple[str, str, bytes, bytes]:
+    """(exchange, routing key, content header, body) of a message record."""
+    ex_end = 2 + record[1]
+    exchange = bytes(record[2:ex_end]).decode()
+    rk_end = ex_end + 1 + record[ex_end]
+    routing_key = bytes(record[ex_end + 1:rk_end]).decode()
+    (header_length,) = _HEADER_LENGTH.unpack_from(record, rk_end)
+    header_end = rk_end + 4 + header_length
+    return exchange, routing_key, bytes(record[rk_end + 4:header_end]), bytes(
+        record[header_end:])
+
+
+@dataclass
+class _Runs:
+    """Which segment each sequence number of one queue went to: runs of (first seq,
+    segment), appended in order."""
+
+    first: list[int] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+
+    def add(self, seq: int, segment: int) -> None:
+        if not self.segments or self.segments[-1] != segment:
+            self.first.append(seq)
+            self.segments.append(segment)
+
+    def find(self, seq: int) -> int | None:
+        index = bisect.bisect_right(self.first, seq) - 1
+        return self.segments[index] if index >= 0 else None
+
+
+class MessageStore:
+    """The segment log of persistent messages, with its live counts."""
+
+    def __init__(self, directory: str, segment_size: int = SEGMENT_SIZE) -> None:
+        self.log = SegmentLog(directory, segment_size)
+        self.live: dict[int, dict[int, int]] = {}  # segment -> queue id -> live links
+        self.runs: dict[int, _Runs] = {}
+        self.acks: dict[int, list[bytes]] = {}  # segment -> ack records to append
+        self.dead: list[int] = []  # segments to delete after the next write
+        self._last: tuple[bytes, bytes, int] | None = None  # header, body, location
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.log.reserved or self.acks or self.dead)
+
+    def ack_path(self, segment: int) -> str:
+        return self.log.path(segment)[:-4] + ".acks"
+
+    # --- recording (event loop) ------------------------------------------------------
+
+    def put(self, queue_id: int, seq: int, exchange: str, routing_key: str, header: bytes,
+            body: bytes) -> int:
+        """Record a message for a queue; returns the location of its message record.
+        Copies of one message for several queues in a row share one record."""
+        log = self.log
+        last = self._last
+        if (last is not None and last[0] is header and last[1] is body
+                and split(last[2])[0] == log.tail):
+            where = last[2]
+        else:
+            where = log.reserve(encode_message(exchange, routing_key, header, body))
+            self._last = (header, body, where)
+        segment, offset = split(where)
+        log.reserve(_LINK.pack(LINK, queue_id, seq, offset), roll=False)
+        counts = self.live.get(segment)
+        if counts is None:
+            counts = self.live[segment] = {}
+        counts[queue_id] = counts.get(queue_id, 0) + 1
+        runs = self.runs.get(queue_id)
+        if runs is None:
+            runs = self.runs[queue_id] = _Runs()
+        runs.add(seq, segment)
+        return where
+
+    def delete(self, queue_id: int, seq: int) -> None:
+        """The queue is done with this message."""
+        runs = self.runs.get(queue_id)
+        segment = runs.find(seq) if runs is not None else None
+        if segment is None:
+            return
+        counts = self.live.get(segment)
+        if counts is None or not counts.get(queue_id):
+            return
+        counts[queue_id] -= 1
+        self.acks.setdefault(segment, []).append(_ACK.pack(queue_id, seq))
+        if not counts[queue_id]:
+            del counts[queue_id]
+            if not counts:
+                self._segment_done(segment)
+
+    def drop_queue(self, queue_id: int) -> None:
+        """A queue was deleted: every link of it is dead."""
+        self.runs.pop(queue_id, None)
+        for segment in list(self.live):
+            counts = self.live[segment]
+            if counts.pop(queue_id, None) and not counts:
+                self._segment_done(segment)
+
+    def _segment_done(self, segment: int) -> None:
+        if segment == self.log.tail:
+            return  # still being appended to; checked again when it rolls
+        del self.live[segment]
+        self.acks.pop(segment, None)
+        self.dead.append(segment)
+
+    def collect(self) -> None:
+        """Segments behind the tail with nothing live left become dead (after a roll)."""
+        for segment in [s for s, counts in self.live.items() if not counts]:
+            self._segment_done(segment)
+
+    def take(self) -> tuple[list[tuple[int, int, bytes]], dict[int, list[bytes]], list[int]]:
+        """What the next write appends and removes."""
+        self.collect()
+        acks, self.acks = self.acks, {}
+        dead, self.dead = self.dead, []
+        return self.log.take_reserved(), acks, dead
+
+    # --- writing (one worker thread at a time) ---------------------------------------------
+
+    def write(self, records: list[tuple[int, int, bytes]], acks: dict[int, list[bytes]],
+              dead: list[int]) -> None:
+        """Append and fdatasync the records, append the acks, delete dead segments."""
+        if records:
+            self.log.write(records, sync=True)
+        for segment, entries in acks.items():
+            with open(self.ack_path(segment), "ab") as file:
+                file.write(b"".join(entries))
+        for segment in dead:
+            self.remove(segment)
+
+    def remove(self, segment: int) -> None:
+        self.log.remove(segment)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.ack_path(segment))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read(self, where: int) -> tuple[str, str, bytes, bytes]:
+        """A message record by location: (exchange, routing key, header, body)."""
+        return decode_message(self.log.read(where))
+
+    def load(self, queue_ids: set[int]) -> Iterator[LiveMessage]:
+        """Every live message of the given queues, segment by segment in publish order;
+        rebuilds the live counts. Segments with nothing live are deleted first."""
+        for segment in list(self.log.segments):
+            acked = self._acked(segment)
+            links = []
+            records: dict[int, memoryview] = {}
+            for offset, record in self.log.scan(segment):
+                if record[0] == LINK:
+                    _, queue_id, seq, message_offset = _LINK.unpack(record)
+                    if queue_id in queue_ids and (queue_id, seq) not in acked:
+                        links.append((queue_id, seq, message_offset))
+                elif record[0] == MESSAGE:
+                    records[offset] = record
+                else:
+                    break  # not a record of ours: the rest of this segment is unusable
+            if not links:
+                self.remove(segment)
+                continue
+            counts = self.live[segment] = {}
+            decoded: dict[int, tuple[str, str, bytes, bytes]] = {}
+            for queue_id, seq, message_offset in links:
+                counts[queue_id] = counts.get(queue_id, 0) + 1
+                runs = self.runs.get(queue_id)
+                if runs is None:
+                    runs = self.runs[queue_id] = _Runs()
+                runs.add(seq, segment)
+                message = decoded.get(message_offset)
+                if message is None:
+                    message = decoded[message_offset] = decode_message(records[message_offset])
+                yield LiveMessage(queue_id, seq, *message, location(segment, message_offset))
+
+    def _acked(self, segment: int) -> set[tuple[int, int]]:
+        try:
+            with open(self.ack_path(segment), "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return set()
+        whole = len(data) - len(data) % _ACK.size
+        return {_ACK.unpack_from(data, i) for i in range(0, whole, _ACK.size)}
+
+    def close(self) -> None:
+        self.log.close()
