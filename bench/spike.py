@@ -86,11 +86,10 @@ def consume(url: str, count: int, rate: float | None) -> None:
     channel = connection.channel()
     channel.basic_qos(prefetch_count=200)
     started = time.monotonic()
-    taken = 0
-    for method, _props, _body in channel.consume(QUEUE, inactivity_timeout=30):
+    for taken, (method, _props, _body) in enumerate(
+            channel.consume(QUEUE, inactivity_timeout=30), start=1):
         if method is None:
-            raise RuntimeError(f"no message for 30 s after {taken} of {count}")
-        taken += 1
+            raise RuntimeError(f"no message for 30 s after {taken - 1} of {count}")
         if taken % 100 == 0 or taken == count:
             channel.basic_ack(method.delivery_tag, multiple=True)
         if taken == count:
