@@ -13,7 +13,7 @@ import anyio
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.buffers import PageCodec, Paging
 from amqpbroker.broker.recovery import recover
-from amqpbroker.config import Settings
+from amqpbroker.config import Settings, memory_watermark
 from amqpbroker.definitions import apply, load
 from amqpbroker.protocol.connection import Limits
 from amqpbroker.store.memory import MemoryStore
@@ -60,9 +60,8 @@ def build(settings: Settings) -> Server:
     limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
                     settings.handshake_timeout, settings.max_message_size,
                     settings.pre_auth_frame_max, settings.max_table_depth)
-    watermark = settings.memory_high_watermark
     resources = ResourceLimits(
-        memory=int(total_memory() * watermark) if watermark > 0 else None,
+        memory=memory_watermark(settings.memory_high_watermark, total_memory()),
         data_dir=settings.data_dir, disk_free=settings.disk_free_limit)
     tls = None
     if settings.tls_cert:

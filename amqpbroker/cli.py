@@ -18,7 +18,7 @@ from click.core import ParameterSource
 
 from amqpbroker import __version__, definitions
 from amqpbroker.app import build_broker, run
-from amqpbroker.config import ConfigError, Settings, load_file
+from amqpbroker.config import ConfigError, Settings, load_file, memory_watermark
 from amqpbroker.definitions import DefinitionsError
 from amqpbroker.store.sqlite import FILE_NAME as STORE_FILE
 from amqpbroker.store.sqlite import StoreError
@@ -42,7 +42,6 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "max_table_depth": click.IntRange(1, 10000),
     "max_message_size": click.IntRange(1),
     "handshake_timeout": click.FloatRange(0.1),
-    "memory_high_watermark": click.FloatRange(0, 1),
 }
 
 
@@ -95,6 +94,10 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
         if name not in values or ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
             values[name] = value
     settings = Settings(**values)
+    try:
+        memory_watermark(settings.memory_high_watermark, 1)
+    except ValueError as exc:
+        _fail(f"--memory-high-watermark: {exc}")
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

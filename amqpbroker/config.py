@@ -9,6 +9,7 @@ Relative paths in a config file are relative to the file's folder.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -34,8 +35,9 @@ class Settings:
                                           "messages (none: nothing survives a restart).")
     disk_free_limit: int = _setting(50_000_000, "Bytes that must stay free in the data "
                                                 "directory (disk alarm).")
-    memory_high_watermark: float = _setting(0.4, "Fraction of RAM above which publishers are "
-                                                 "blocked (0: off).")
+    memory_high_watermark: str = _setting("0.4", "Memory the broker may hold before "
+                                                 "publishers are blocked: a fraction of RAM "
+                                                 "(0.4) or a size (512MiB, 2GB; 0: off).")
     queue_memory_limit: int = _setting(100_000, "Ready messages a queue keeps in memory; "
                                                 "the rest is paged to disk (0: never page).")
     channel_max: int = _setting(2047, "Most channels per connection (offered in Tune).")
@@ -61,6 +63,27 @@ class Settings:
 
 
 PATHS = ("definitions", "data_dir", "tls_cert", "tls_key", "tls_ca")
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
+          "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4,
+          "tib": 1024**4, "tb": 1000**4}
+
+
+def memory_watermark(value: str | float, total: int) -> int | None:
+    """The memory limit in bytes (None: no memory alarm), as RabbitMQ reads its
+    vm_memory_high_watermark: a number up to 1 is a fraction of `total`, anything else a
+    size in bytes with an optional unit (KiB, MiB, GiB, TiB, kB, MB, GB, TB; k, M, G, T
+    are binary). Raises ValueError naming the problem."""
+    match = _SIZE.match(str(value))
+    if match is None:
+        raise ValueError(f"'{value}' is neither a fraction of RAM (0.4) nor a size (512MiB)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    if unit not in _UNITS:
+        raise ValueError(f"unknown unit '{match.group(2)}' in '{value}' (use KiB, MiB, GiB, "
+                         "TiB, kB, MB, GB or TB)")
+    if not unit and number <= 1:
+        return int(total * number) if number > 0 else None
+    return int(number * _UNITS[unit]) or None
 
 
 class ConfigError(Exception):
@@ -82,6 +105,9 @@ def load_file(path: str) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting '{key}'")
         expected = type(known[key].default) if known[key].default is not None else None
         if expected is float and isinstance(value, int):
+            continue
+        if key == "memory_high_watermark" and isinstance(value, int | float):
+            data[key] = str(value)
             continue
         if expected is not None and not isinstance(value, expected):
             raise ConfigError(f"{path}: '{key}' must be {expected.__name__}, "

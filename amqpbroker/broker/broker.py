@@ -42,6 +42,11 @@ class Broker:
             return username in self.access.users
         return self.access.authenticate(username, password, loopback) is not None
 
+    def queued_memory(self) -> int:
+        """Bytes the queues' ready messages hold in memory (paged ones not counted)."""
+        return sum(queue.memory for vhost in self.vhosts.values()
+                   for queue in vhost.queues.values())
+
     def set_alarm(self, resource: str, active: bool) -> None:
         """Raise or clear a resource alarm (memory, disk); while any is raised, publishers
         are blocked. Listeners hear only when the blocked state changes."""

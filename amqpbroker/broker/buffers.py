@@ -8,7 +8,8 @@ it is never paged.
 
 Paged entries are written in wire form (`PageCodec`): the entry's state, then either the
 message itself (exchange, routing key, content header, body) or, for a message the
-durable store already holds, only its location there.
+durable store already holds, only its location there (13 bytes on disk for an entry
+that was never delivered and has no expiry).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from amqpbroker.store.pages import PageFile, Pages
 
 PAGE_IN_BATCH = 4096
 MessageFactory = Callable[[str, str, bytes, bytes], Message]
-StoredReader = Callable[[int], tuple[str, str, bytes, bytes]]
+StoredReader = Callable[[int], tuple[int, str, str, bytes, bytes]]
 _ENTRY = struct.Struct(">QBId")  # seq, redelivered, delivery count, expires at (NaN: never)
 _LOCATION = struct.Struct(">Q")
-_FULL, _STORED = b"F", b"S"
+# Record kinds: the whole entry; a stored message with the entry's state; a stored
+# message never delivered (or redelivered) with no expiry, by location alone.
+_FULL, _STORED, _PLAIN, _REDELIVERED = b"F", b"S", b"p", b"r"
 
 
 @dataclass
@@ -41,24 +44,40 @@ class PageCodec:
     read_stored: StoredReader | None = None
 
     def encode(self, entry: Entry) -> bytes:
-        expires = math.nan if entry.expires_at is None else entry.expires_at
-        state = _ENTRY.pack(entry.seq, entry.redelivered, entry.delivery_count, expires)
         if entry.stored and self.read_stored is not None:
-            return _STORED + state + _LOCATION.pack(entry.stored)
+            if entry.expires_at is None and not entry.delivery_count:
+                return self.stored(entry.stored, entry.redelivered)
+            return _STORED + self._state(entry) + _LOCATION.pack(entry.stored)
         message = entry.message
-        return _FULL + state + encode_message(message.exchange, message.routing_key,
-                                              message.header, message.body)
+        return _FULL + self._state(entry) + encode_message(
+            message.exchange, message.routing_key, message.header, message.body)
+
+    @staticmethod
+    def stored(location: int, redelivered: bool) -> bytes:
+        """The record of a stored message with no expiry and no delivery count."""
+        return (_REDELIVERED if redelivered else _PLAIN) + _LOCATION.pack(location)
+
+    @staticmethod
+    def _state(entry: Entry) -> bytes:
+        expires = math.nan if entry.expires_at is None else entry.expires_at
+        return _ENTRY.pack(entry.seq, entry.redelivered, entry.delivery_count, expires)
 
     def decode(self, record: bytes) -> Entry:
+        kind = record[:1]
+        if kind in (_PLAIN, _REDELIVERED):
+            (stored,) = _LOCATION.unpack_from(record, 1)
+            seq, *fields = self.read_stored(stored)  # type: ignore[misc]
+            entry = Entry(seq, self.make_message(*fields), None, stored)
+            entry.redelivered = kind == _REDELIVERED
+            return entry
         seq, redelivered, delivery_count, expires = _ENTRY.unpack_from(record, 1)
         rest = 1 + _ENTRY.size
         stored = 0
-        if record[:1] == _STORED:
+        if kind == _STORED:
             (stored,) = _LOCATION.unpack_from(record, rest)
-            assert self.read_stored is not None
-            fields = self.read_stored(stored)
+            _, *fields = self.read_stored(stored)  # type: ignore[misc]
         else:
-            fields = decode_message(memoryview(record)[rest:])
+            fields = list(decode_message(memoryview(record)[rest:]))
         entry = Entry(seq, self.make_message(*fields),
                       None if math.isnan(expires) else expires, stored)
         entry.redelivered = bool(redelivered)
@@ -80,7 +99,8 @@ class FifoBuffer:
     """Publish order. Past `memory_limit` ready messages, the tail is paged out to a
     `PageFile` (opened on first need) and paged back in batches as the head drains."""
 
-    __slots__ = ("codec", "memory_limit", "open_pages", "paged", "pages", "ready", "returned")
+    __slots__ = ("codec", "memory_limit", "open_pages", "paged", "paged_bytes", "pages", "ready",
+                 "returned")
 
     def __init__(self, paging: Paging | None = None) -> None:
         self.ready: deque[Entry] = deque()
@@ -90,6 +110,7 @@ class FifoBuffer:
         self.codec = paging.codec if paging is not None else None
         self.pages: PageFile | None = None
         self.paged = 0
+        self.paged_bytes = 0  # body bytes of the paged entries
 
     def __len__(self) -> int:
         return len(self.ready) + len(self.returned) + self.paged
@@ -103,12 +124,27 @@ class FifoBuffer:
         if self.paged and self.pages is not None and self.codec is not None:
             yield from map(self.codec.decode, self.pages)
 
+    @property
+    def paging(self) -> bool:
+        """The next push goes to the page file."""
+        return bool(self.paged) or (self.open_pages is not None
+                                    and len(self.ready) >= self.memory_limit)
+
+    def page_stored(self, location: int, redelivered: bool, size: int) -> None:
+        """Push a stored message with no expiry straight to the page file (recovery)."""
+        if self.pages is None:
+            self.pages = self.open_pages()  # type: ignore[misc]
+        self.pages.append(PageCodec.stored(location, redelivered))
+        self.paged += 1
+        self.paged_bytes += size
+
     def push(self, entry: Entry) -> None:
         if self.paged or (self.open_pages is not None and len(self.ready) >= self.memory_limit):
             if self.pages is None:
                 self.pages = self.open_pages()  # type: ignore[misc]
             self.pages.append(self.codec.encode(entry))  # type: ignore[union-attr]
             self.paged += 1
+            self.paged_bytes += len(entry.message.body)
         else:
             self.ready.append(entry)
 
@@ -116,7 +152,14 @@ class FifoBuffer:
         assert self.pages is not None
         records = self.pages.read(PAGE_IN_BATCH)
         self.paged -= len(records)
-        self.ready.extend(map(self.codec.decode, records))  # type: ignore[union-attr]
+        entries = list(map(self.codec.decode, records))  # type: ignore[union-attr]
+        self.paged_bytes -= sum(len(entry.message.body) for entry in entries)
+        self.ready.extend(entries)
+
+    @property
+    def in_memory(self) -> int:
+        """Entries held in memory (not paged)."""
+        return len(self.ready) + len(self.returned)
 
     def requeue(self, entry: Entry) -> None:
         bisect.insort(self.returned, entry)
@@ -141,6 +184,7 @@ class FifoBuffer:
         if self.pages is not None:
             self.pages.reset()
         self.paged = 0
+        self.paged_bytes = 0
 
     def close(self) -> None:
         """The queue is gone: drop its page file."""
@@ -158,6 +202,12 @@ class PriorityBuffer:
         self.heap: list[tuple[int, int, Entry]] = []
 
     def __len__(self) -> int:
+        return len(self.heap)
+
+    paged_bytes = 0
+
+    @property
+    def in_memory(self) -> int:
         return len(self.heap)
 
     def __iter__(self) -> Iterator[Entry]:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from amqpbroker.broker.vhost import VirtualHost
 
 QUORUM_DELIVERY_LIMIT = 20
+# What a queued message costs in memory beyond its body: its Entry and Message objects,
+# the bytes objects' headers and its slot in the queue (shared headers not counted).
+ENTRY_OVERHEAD = 400
 
 
 def _seconds(value: Any) -> float | None:
@@ -93,6 +96,12 @@ class Queue:
     def message_count(self) -> int:
         """Messages ready for delivery (unacked ones excluded, as RabbitMQ)."""
         return len(self.buffer)
+
+    @property
+    def memory(self) -> int:
+        """Bytes the queue's ready messages hold in memory, bookkeeping included."""
+        buffer = self.buffer
+        return self.bytes - buffer.paged_bytes + buffer.in_memory * ENTRY_OVERHEAD
 
     @property
     def consumer_count(self) -> int:

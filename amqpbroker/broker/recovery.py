@@ -3,7 +3,9 @@ messages and delayed messages from a store snapshot at start.
 
 Recovered messages come back in their original order, marked redelivered: the broker
 does not record deliveries, so any of them may have been seen before the restart.
-Message TTLs count again from the restart.
+Message TTLs count again from the restart. Recovery pages as the running broker does:
+past a queue's in-memory limit, messages go to its page file by their location in the
+store, without being decoded, so memory after a restart is what it was before.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.buffers import FifoBuffer
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.message import Entry, Message
 from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.vhost import VirtualHost
 from amqpbroker.store.base import Snapshot
+from amqpbroker.store.messages import body_size, decode_message
 
 MessageFactory = Callable[[str, str, bytes, bytes], Message]
 
@@ -49,16 +53,21 @@ def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) ->
         queue = vhost(stored.vhost).queues.get(stored.queue)
         if queue is None:
             continue
-        message = make_message(stored.exchange, stored.routing_key, stored.header,
-                               stored.body)
         ttl = queue.message_ttl
+        buffer = queue.buffer
+        queue.next_seq = max(queue.next_seq, stored.seq)
+        count += 1
+        if ttl is None and isinstance(buffer, FifoBuffer) and buffer.paging:
+            size = body_size(stored.fields)  # paged by location, never decoded
+            buffer.page_stored(stored.location, True, size)
+            queue.bytes += size
+            continue
+        message = make_message(*decode_message(stored.fields))
         entry = Entry(stored.seq, message, now + ttl if ttl is not None else None,
                       stored.location)
         entry.redelivered = True
-        queue.buffer.push(entry)
+        buffer.push(entry)
         queue.bytes += len(message.body)
-        queue.next_seq = max(queue.next_seq, stored.seq)
-        count += 1
     for queue in (q for host in broker.vhosts.values() for q in host.queues.values()):
         if queue.message_ttl is not None:
             queue.schedule_expiry()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from amqpbroker import errors
 from amqpbroker.broker.access import Permission, TopicPermission
 from amqpbroker.broker.channel import Channel, Sink
+from amqpbroker.broker.queue import ENTRY_OVERHEAD
 
 if TYPE_CHECKING:
     from amqpbroker.broker.queue import Queue
@@ -58,6 +59,11 @@ class Session:
                             {"username": self.username, "vhost": self.vhost.name}):
             raise errors.topic_access_refused(routing_key, exchange_name, self.vhost.name,
                                               self.username)
+
+    def unacked_memory(self) -> int:
+        """Bytes held by this session's delivered, unacknowledged messages."""
+        return sum(len(record.entry.message.body) + ENTRY_OVERHEAD
+                   for channel in self.channels.values() for record in channel.unacked.values())
 
     def open_channel(self, channel_id: int) -> Channel:
         channel = Channel(self, channel_id, self.sink)

@@ -19,14 +19,15 @@ MessageKey = tuple[str, str, int]  # vhost, queue, sequence number
 
 @dataclass
 class StoredMessage:
+    """A live message of a durable queue, read back at start: `fields` holds exchange,
+    routing key, content header and body (`store.messages.decode_message` reads them;
+    `body_size` measures the body without copying it)."""
+
     vhost: str
     queue: str
     seq: int
-    exchange: str
-    routing_key: str
-    header: bytes
-    body: bytes
-    location: int = 0  # where the store keeps it (`read_message`); 0: nowhere
+    location: int  # where the store keeps it: `read_message` fetches it again
+    fields: bytes | memoryview
 
 
 @dataclass
@@ -88,8 +89,9 @@ class Store(Protocol):
                     body: bytes) -> int:
         """Record a persistent message of a durable queue; returns its location."""
     def delete_message(self, key: MessageKey) -> None: ...
-    def read_message(self, location: int) -> tuple[str, str, bytes, bytes]:
-        """(exchange, routing key, content header, body) of a stored message."""
+    def read_message(self, location: int) -> tuple[int, str, str, bytes, bytes]:
+        """(sequence number, exchange, routing key, content header, body) of a stored
+        message."""
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,
                     header: bytes, body: bytes) -> int: ...
     def delete_delayed(self, delayed_id: int) -> None: ...

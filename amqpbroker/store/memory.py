@@ -39,7 +39,7 @@ class MemoryStore:
     def delete_message(self, key: MessageKey) -> None:
         return None
 
-    def read_message(self, location: int) -> tuple[str, str, bytes, bytes]:
+    def read_message(self, location: int) -> tuple[int, str, str, bytes, bytes]:
         raise KeyError(location)
 
     def put_delayed(self, vhost: str, exchange: str, due: float, routing_key: str,

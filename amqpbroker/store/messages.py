@@ -2,10 +2,11 @@
 
 Layout, in `DATA_DIR/messages/`:
 
-* `NNNNNNNN.seg`: records appended in publish order. A message record holds the message
-  once (exchange, routing key, content header, body); each queue that holds it gets a
-  small link record (queue id, sequence number, offset of the message record) right after
-  it, in the same segment. A message routed to eight durable queues is written once.
+* `NNNNNNNN.seg`: records appended in publish order. A message record is the message
+  (exchange, routing key, content header, body) for the first queue that holds it (queue
+  id, sequence number); every further queue gets a small link record (queue id, sequence
+  number, offset of the message record) right after it, in the same segment. A message
+  routed to eight durable queues is written once.
 * `NNNNNNNN.acks`: links of that segment whose message is gone (acked, purged, expired,
   dead-lettered), as (queue id, sequence number). Written with the next batch, not
   fsync'd: after a crash a lost ack means a redelivery, never a lost message.
@@ -36,6 +37,7 @@ from amqpbroker.store.segments import SegmentLog, location, split
 MESSAGE = 0x4D  # "M"
 LINK = 0x4C  # "L"
 SEGMENT_SIZE = 8 * 1024 * 1024
+_MESSAGE = struct.Struct(">BIQ")  # type, queue id, sequence number; the message follows
 _LINK = struct.Struct(">BIQI")  # type, queue id, sequence number, message offset
 _ACK = struct.Struct(">IQ")  # queue id, sequence number
 _HEADER_LENGTH = struct.Struct(">I")
@@ -46,29 +48,35 @@ class LiveMessage(NamedTuple):
 
     queue_id: int
     seq: int
-    exchange: str
-    routing_key: str
-    header: bytes
-    body: bytes
-    location: int  # of the message record: `read` fetches it again
+    location: int  # of this queue's record: `read` fetches the message again
+    message: memoryview  # the message's fields: `decode_message` reads them
 
 
 def encode_message(exchange: str, routing_key: str, header: bytes, body: bytes) -> bytes:
+    """A message's fields: exchange, routing key, content header, body."""
     ex, rk = exchange.encode(), routing_key.encode()
-    return b"".join((bytes((MESSAGE, len(ex))), ex, bytes((len(rk),)), rk,
+    return b"".join((bytes((len(ex),)), ex, bytes((len(rk),)), rk,
                      _HEADER_LENGTH.pack(len(header)), header, body))
 
 
-def decode_message(record: bytes | memoryview) -> tuple[str, str, bytes, bytes]:
-    """(exchange, routing key, content header, body) of a message record."""
-    ex_end = 2 + record[1]
-    exchange = bytes(record[2:ex_end]).decode()
-    rk_end = ex_end + 1 + record[ex_end]
-    routing_key = bytes(record[ex_end + 1:rk_end]).decode()
-    (header_length,) = _HEADER_LENGTH.unpack_from(record, rk_end)
+def body_size(fields: bytes | memoryview) -> int:
+    """The body length of a message in `encode_message`'s form, without copying it."""
+    ex_end = 1 + fields[0]
+    rk_end = ex_end + 1 + fields[ex_end]
+    (header_length,) = _HEADER_LENGTH.unpack_from(fields, rk_end)
+    return len(fields) - (rk_end + 4 + header_length)
+
+
+def decode_message(fields: bytes | memoryview) -> tuple[str, str, bytes, bytes]:
+    """(exchange, routing key, content header, body) from `encode_message`'s form."""
+    ex_end = 1 + fields[0]
+    exchange = bytes(fields[1:ex_end]).decode()
+    rk_end = ex_end + 1 + fields[ex_end]
+    routing_key = bytes(fields[ex_end + 1:rk_end]).decode()
+    (header_length,) = _HEADER_LENGTH.unpack_from(fields, rk_end)
     header_end = rk_end + 4 + header_length
-    return exchange, routing_key, bytes(record[rk_end + 4:header_end]), bytes(
-        record[header_end:])
+    return exchange, routing_key, bytes(fields[rk_end + 4:header_end]), bytes(
+        fields[header_end:])
 
 
 @dataclass
@@ -111,18 +119,19 @@ class MessageStore:
 
     def put(self, queue_id: int, seq: int, exchange: str, routing_key: str, header: bytes,
             body: bytes) -> int:
-        """Record a message for a queue; returns the location of its message record.
-        Copies of one message for several queues in a row share one record."""
+        """Record a message for a queue; returns the location of the queue's record.
+        Copies of one message for several queues in a row share one message record."""
         log = self.log
         last = self._last
         if (last is not None and last[0] is header and last[1] is body
                 and split(last[2])[0] == log.tail):
-            where = last[2]
+            where = log.reserve(_LINK.pack(LINK, queue_id, seq, split(last[2])[1]),
+                                roll=False)
         else:
-            where = log.reserve(encode_message(exchange, routing_key, header, body))
+            where = log.reserve(_MESSAGE.pack(MESSAGE, queue_id, seq)
+                                + encode_message(exchange, routing_key, header, body))
             self._last = (header, body, where)
-        segment, offset = split(where)
-        log.reserve(_LINK.pack(LINK, queue_id, seq, offset), roll=False)
+        segment = split(where)[0]
         counts = self.live.get(segment)
         if counts is None:
             counts = self.live[segment] = {}
@@ -158,8 +167,12 @@ class MessageStore:
                 self._segment_done(segment)
 
     def _segment_done(self, segment: int) -> None:
-        if segment == self.log.tail:
-            return  # still being appended to; checked again when it rolls
+        log = self.log
+        if segment == log.tail:
+            if not log.tail_size:
+                return
+            log.tail += 1  # nothing live in the newest segment: start another, drop it
+            log.tail_size = 0
         del self.live[segment]
         self.acks.pop(segment, None)
         self.dead.append(segment)
@@ -196,41 +209,48 @@ class MessageStore:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def read(self, where: int) -> tuple[str, str, bytes, bytes]:
-        """A message record by location: (exchange, routing key, header, body)."""
-        return decode_message(self.log.read(where))
+    def read(self, where: int) -> tuple[int, str, str, bytes, bytes]:
+        """A queue's message by the location of its record: (sequence number, exchange,
+        routing key, header, body)."""
+        record = self.log.read(where)
+        if record[0] == LINK:
+            _, _, seq, offset = _LINK.unpack(record)
+            record = self.log.read(location(split(where)[0], offset))
+        else:
+            _, _, seq = _MESSAGE.unpack_from(record)
+        return (seq, *decode_message(memoryview(record)[_MESSAGE.size:]))
 
     def load(self, queue_ids: set[int]) -> Iterator[LiveMessage]:
         """Every live message of the given queues, segment by segment in publish order;
         rebuilds the live counts. Segments with nothing live are deleted first."""
         for segment in list(self.log.segments):
             acked = self._acked(segment)
-            links = []
-            records: dict[int, memoryview] = {}
+            live: list[LiveMessage] = []
+            messages: dict[int, memoryview] = {}
             for offset, record in self.log.scan(segment):
-                if record[0] == LINK:
+                kind = record[0]
+                if kind == MESSAGE:
+                    _, queue_id, seq = _MESSAGE.unpack_from(record)
+                    message = messages[offset] = record[_MESSAGE.size:]
+                elif kind == LINK:
                     _, queue_id, seq, message_offset = _LINK.unpack(record)
-                    if queue_id in queue_ids and (queue_id, seq) not in acked:
-                        links.append((queue_id, seq, message_offset))
-                elif record[0] == MESSAGE:
-                    records[offset] = record
+                    message = messages[message_offset]
                 else:
                     break  # not a record of ours: the rest of this segment is unusable
-            if not links:
+                if queue_id in queue_ids and (queue_id, seq) not in acked:
+                    live.append(LiveMessage(queue_id, seq, location(segment, offset), message))
+            if not live:
                 self.remove(segment)
                 continue
             counts = self.live[segment] = {}
-            decoded: dict[int, tuple[str, str, bytes, bytes]] = {}
-            for queue_id, seq, message_offset in links:
+            for found in live:
+                queue_id = found.queue_id
                 counts[queue_id] = counts.get(queue_id, 0) + 1
                 runs = self.runs.get(queue_id)
                 if runs is None:
                     runs = self.runs[queue_id] = _Runs()
-                runs.add(seq, segment)
-                message = decoded.get(message_offset)
-                if message is None:
-                    message = decoded[message_offset] = decode_message(records[message_offset])
-                yield LiveMessage(queue_id, seq, *message, location(segment, message_offset))
+                runs.add(found.seq, segment)
+            yield from live
 
     def _acked(self, segment: int) -> set[tuple[int, int]]:
         try:

@@ -171,7 +171,7 @@ class SqliteStore(BatchingStore):
         if queue_id is not None:
             self.messages.delete(queue_id, key[2])
 
-    def read_message(self, location: int) -> tuple[str, str, bytes, bytes]:
+    def read_message(self, location: int) -> tuple[int, str, str, bytes, bytes]:
         return self.messages.read(location)
 
     def take_batch(self) -> Batch:
@@ -225,9 +225,7 @@ class SqliteStore(BatchingStore):
         names = {queue_id: key for key, queue_id in self.queue_ids.items()}
         for message in self.messages.load(set(names)):
             vhost, queue = names[message.queue_id]
-            yield StoredMessage(vhost, queue, message.seq, message.exchange,
-                                message.routing_key, message.header, message.body,
-                                message.location)
+            yield StoredMessage(vhost, queue, message.seq, message.location, message.message)
 
     def _migrate_message_rows(self) -> None:
         """Schema version 1 kept messages in an SQLite table: move them to segments."""

@@ -1,12 +1,19 @@
-"""Resource alarms: sample the broker's resident memory and the data directory's free
-disk space, and raise or clear the broker's `memory` and `disk` alarms around their
-limits (RabbitMQ's vm_memory_high_watermark and disk_free_limit)."""
+"""Resource alarms: sample the memory the broker holds and the data directory's free disk
+space, and raise or clear the broker's `memory` and `disk` alarms around their limits
+(RabbitMQ's vm_memory_high_watermark and disk_free_limit).
+
+The memory figure is what the broker holds, not the process RSS (which Python never
+gives back after a spike): the queued messages in memory, the unacknowledged deliveries
+and the connections' buffers, plus the resident size at start as the fixed overhead. So
+the alarm clears once the messages are gone.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -20,7 +27,7 @@ SAMPLE_INTERVAL = 1.0
 
 @dataclass
 class ResourceLimits:
-    memory: int | None = None  # bytes of resident memory; None: no memory alarm
+    memory: int | None = None  # bytes the broker may hold; None: no memory alarm
     data_dir: str | None = None
     disk_free: int = 50_000_000  # bytes that must stay free in data_dir
 
@@ -40,15 +47,25 @@ def _update(broker: Broker, resource: str, high: bool, detail: str) -> None:
         broker.set_alarm(resource, high)
 
 
-async def watch_resources(broker: Broker, limits: ResourceLimits) -> None:
-    """Every second, compare memory use and free disk space with their limits."""
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+async def watch_resources(broker: Broker, limits: ResourceLimits,
+                          connection_memory: Callable[[], int]) -> None:
+    """Every second, compare memory use and free disk space with their limits;
+    `connection_memory` gives the bytes the connections hold (buffers, unacked)."""
     if limits.memory is None and limits.data_dir is None:
         return
+    fixed = resident_memory()
     while True:
         if limits.memory is not None:
-            used = resident_memory()
+            queued, connections = broker.queued_memory(), connection_memory()
+            used = fixed + queued + connections
             _update(broker, "memory", used > limits.memory,
-                    f"{used} bytes used, limit {limits.memory}")
+                    f"{_mib(used)} in use ({_mib(queued)} queued messages, "
+                    f"{_mib(connections)} connections, {_mib(fixed)} fixed), "
+                    f"limit {_mib(limits.memory)}")
         if limits.data_dir is not None:
             free = shutil.disk_usage(limits.data_dir).free
             _update(broker, "disk", free < limits.disk_free,

@@ -199,6 +199,12 @@ class ClientConnection:
         self.protocol.close_channel(channel_id, error)
         self.wake()
 
+    def memory(self) -> int:
+        """Bytes this connection holds: output not yet sent, input not yet parsed, and its
+        unacknowledged deliveries."""
+        held = self.buffered + len(self.protocol.buffer)
+        return held + self.session.unacked_memory() if self.session is not None else held
+
     def writable(self) -> bool:
         if self.buffered < OUTBOUND_LIMIT:
             return True

@@ -87,7 +87,8 @@ class Server:
             self._tasks = tasks
             tasks.start_soon(self._run_timers)
             tasks.start_soon(self.committer.run)
-            tasks.start_soon(watch_resources, self.broker, self.resources)
+            tasks.start_soon(watch_resources, self.broker, self.resources,
+                             self.connection_memory)
             if self._tls_listener is not None:
                 tasks.start_soon(self._tls_listener.serve, self._handle, tasks)
             task_status.started()
@@ -109,6 +110,10 @@ class Server:
             except Exception:
                 log.exception("a timer failed")
             self.committer.kick()
+
+    def connection_memory(self) -> int:
+        """Bytes the connections hold: unsent output, unparsed input, unacked messages."""
+        return sum(client.memory() for client in self.clients)
 
     def _alarm(self, blocked: bool) -> None:
         """A resource alarm changed: block or release every publishing connection."""

@@ -283,12 +283,14 @@ def stored_messages(data_dir: Path, queue_names: dict[int, str]) -> dict[str, li
             (length,) = struct.unpack_from(">I", data, offset)
             record = data[offset + 4:offset + 4 + length]
             if record[:1] == b"M":
-                records[offset] = decode_message(record)
-            elif record[:1] == b"L":
+                _, queue_id, seq = struct.unpack_from(">BIQ", record)
+                body = records[offset] = decode_message(record[13:])[3]
+            else:
+                assert record[:1] == b"L", record[:1]
                 _, queue_id, seq, message_offset = struct.unpack(">BIQI", record)
-                if queue_id in queue_names and (queue_id, seq) not in acked:
-                    stored.setdefault(queue_names[queue_id], []).append(
-                        records[message_offset][3])
+                body = records[message_offset]
+            if queue_id in queue_names and (queue_id, seq) not in acked:
+                stored.setdefault(queue_names[queue_id], []).append(body)
             offset += 4 + length
     return stored
 
