@@ -58,9 +58,10 @@ class BrokerProcess:
     """`amqpbroker serve --data-dir DIR` as a subprocess; each start gets a fresh port and
     appends its stderr to `log_path` (a file, so a chatty broker never blocks on a pipe)."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, *options: str) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.options = options  # more `serve` options
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.starts = 0
@@ -88,8 +89,9 @@ class BrokerProcess:
             self.port = free_port()
             mark = len(self.log())
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(serve_command(self.port, self.data_dir),
-                                             stdout=subprocess.DEVNULL, stderr=log)
+                self.proc = subprocess.Popen(
+                    [*serve_command(self.port, self.data_dir), *self.options],
+                    stdout=subprocess.DEVNULL, stderr=log)
             self.starts += 1
             if self._wait_ready():
                 return self
