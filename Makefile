@@ -38,8 +38,9 @@ conformance: $(VENV)/.test-installed
 test: lint
 	$(BIN)/pytest -q tests conformance
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.spike
 
 clean:
 	rm -rf $(VENV) .pytest_cache

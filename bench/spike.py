@@ -5,8 +5,8 @@ and (ours, or RabbitMQ with --rabbitmq-restart) the time and RSS of a restart af
 kill -9 with the backlog stored.
 
     python -m bench.spike                               # ours
-    python -m bench.spike --rabbitmq-url amqp://guest:guest@127.0.0.1:5672/ \\
-        --rabbitmq-data /var/lib/rabbitmq/mnesia        # RabbitMQ, running on this machine
+    RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ python -m bench.spike
+        # and RabbitMQ running on this machine (data in --rabbitmq-data), side by side
 """
 
 from __future__ import annotations
@@ -197,28 +197,42 @@ def main() -> None:
     parser.add_argument("--slow-rate", type=float, default=2000.0,
                         help="messages per second the slow consumer takes")
     parser.add_argument("--data-dir", default="bench/data-spike")
-    parser.add_argument("--rabbitmq-url", default=None)
+    parser.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL"))
     parser.add_argument("--rabbitmq-data", default="/var/lib/rabbitmq/mnesia")
+    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    results = [ours(args)]
     if args.rabbitmq_url:
         pid = find_rabbitmq_pid(args.rabbitmq_url)
         if pid is None:
             sys.exit("no RabbitMQ (beam.smp) found on this machine")
-        result = {"broker": "rabbitmq", **spike(args.rabbitmq_url, pid, args.rabbitmq_data,
-                                                args.messages, args.slow_rate)}
-    else:
-        shutil.rmtree(args.data_dir, ignore_errors=True)
-        port = free_port()
-        broker = _ours(port, args.data_dir)
-        try:
-            result = {"broker": "ours", **spike(f"amqp://guest:guest@127.0.0.1:{port}/",
-                                                broker.pid, args.data_dir, args.messages,
-                                                args.slow_rate)}
-        finally:
-            broker.terminate()
-            broker.wait()
-        result.update(restart_after_kill(args.messages, args.data_dir))
-    print(json.dumps(result, indent=2))
+        results.append({"broker": "rabbitmq", **spike(args.rabbitmq_url, pid,
+                                                      args.rabbitmq_data, args.messages,
+                                                      args.slow_rate)})
+    print(f"spike: {args.messages} persistent 1 KiB messages, slow consumer at "
+          f"{args.slow_rate:g} msg/s, then drained and deleted")
+    print(f"{'':28}" + "".join(f"{r['broker']:>12}" for r in results))
+    for key in results[0]:
+        if key != "broker":
+            print(f"{key:28}" + "".join(f"{r.get(key, 'n/a'):>12}" for r in results))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+def ours(args: argparse.Namespace) -> dict[str, float | str]:
+    shutil.rmtree(args.data_dir, ignore_errors=True)
+    port = free_port()
+    broker = _ours(port, args.data_dir)
+    try:
+        result: dict[str, float | str] = {"broker": "ours", **spike(
+            f"amqp://guest:guest@127.0.0.1:{port}/", broker.pid, args.data_dir,
+            args.messages, args.slow_rate)}
+    finally:
+        broker.terminate()
+        broker.wait()
+    result.update(restart_after_kill(args.messages, args.data_dir))
+    return result
 
 
 if __name__ == "__main__":

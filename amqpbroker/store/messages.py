@@ -37,9 +37,11 @@ from amqpbroker.store.segments import SegmentLog, location, split
 MESSAGE = 0x4D  # "M"
 LINK = 0x4C  # "L"
 SEGMENT_SIZE = 8 * 1024 * 1024
+TAIL_ROLL = 512 * 1024  # an emptied newest segment at least this big is replaced
 _MESSAGE = struct.Struct(">BIQ")  # type, queue id, sequence number; the message follows
 _LINK = struct.Struct(">BIQI")  # type, queue id, sequence number, message offset
 _ACK = struct.Struct(">IQ")  # queue id, sequence number
+LINK_SIZE = 4 + _LINK.size
 _HEADER_LENGTH = struct.Struct(">I")
 
 
@@ -106,7 +108,8 @@ class MessageStore:
         self.runs: dict[int, _Runs] = {}
         self.acks: dict[int, list[bytes]] = {}  # segment -> ack records to append
         self.dead: list[int] = []  # segments to delete after the next write
-        self._last: tuple[bytes, bytes, int] | None = None  # header, body, location
+        # The last message record: header, body, exchange, routing key, location.
+        self._last: tuple[bytes, bytes, str, str, int] | None = None
 
     @property
     def pending(self) -> bool:
@@ -124,13 +127,15 @@ class MessageStore:
         log = self.log
         last = self._last
         if (last is not None and last[0] is header and last[1] is body
-                and split(last[2])[0] == log.tail):
-            where = log.reserve(_LINK.pack(LINK, queue_id, seq, split(last[2])[1]),
+                and last[2] == exchange and last[3] == routing_key
+                and split(last[4])[0] == log.tail
+                and log.tail_size + LINK_SIZE <= log.max_size):
+            where = log.reserve(_LINK.pack(LINK, queue_id, seq, split(last[4])[1]),
                                 roll=False)
         else:
             where = log.reserve(_MESSAGE.pack(MESSAGE, queue_id, seq)
                                 + encode_message(exchange, routing_key, header, body))
-            self._last = (header, body, where)
+            self._last = (header, body, exchange, routing_key, where)
         segment = split(where)[0]
         counts = self.live.get(segment)
         if counts is None:
@@ -169,9 +174,9 @@ class MessageStore:
     def _segment_done(self, segment: int) -> None:
         log = self.log
         if segment == log.tail:
-            if not log.tail_size:
-                return
-            log.tail += 1  # nothing live in the newest segment: start another, drop it
+            if log.tail_size < TAIL_ROLL:
+                return  # small: keep appending to it; dropped when it fills or empties later
+            log.tail += 1  # nothing live in a large newest segment: start another, drop it
             log.tail_size = 0
         del self.live[segment]
         self.acks.pop(segment, None)

@@ -117,6 +117,15 @@ def test_bad_option_is_a_clear_error(args: list[str]) -> None:
     assert "Error" in result.stderr
 
 
+def test_bad_memory_watermark_is_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "amqpbroker", "serve",
+                             "--memory-high-watermark", "lots"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("amqpbroker: --memory-high-watermark: 'lots' is "
+                                     "neither a fraction of RAM (0.4) nor a size (512MiB)")
+
+
 def test_options_from_environment_and_python_m() -> None:
     env = {"RABBITMQ_DEFAULT_USER": "alice", "RABBITMQ_DEFAULT_PASS": "s3cret",
            "AMQPBROKER_DEFAULT_VHOST": "dev"}
