@@ -85,5 +85,7 @@ class Broker:
         """Re-create one runtime definition recorded in the store (at start)."""
         if kind == "vhost":
             self.add_vhost(value["name"], record=False)
+        elif kind in ("policy", "operator_policy"):
+            self.add_vhost(value["vhost"], record=False).restore_policy(kind, value)
         else:
             self.access.restore(kind, value)

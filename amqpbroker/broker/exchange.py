@@ -1,4 +1,5 @@
-"""An exchange: its declared properties, its bindings and the router of its type."""
+"""An exchange: its declared properties, its policy, its bindings and the router of its
+type."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from amqpbroker.broker.routing import ROUTERS, HeadersRouter
 
 if TYPE_CHECKING:
+    from amqpbroker.broker.policies import Policy
     from amqpbroker.broker.queue import Queue
 
 DELAYED_TYPE = "x-delayed-message"
@@ -27,7 +29,8 @@ class Exchange:
     """One exchange of one virtual host. The default exchange has no router."""
 
     __slots__ = ("alternate", "arguments", "auto_delete", "bindings", "by_headers", "delayed",
-                 "durable", "inbound", "internal", "name", "router", "type", "vhost_name")
+                 "durable", "inbound", "internal", "name", "policy", "router", "type",
+                 "vhost_name")
 
     def __init__(self, name: str, vhost_name: str, type_: str, durable: bool,
                  auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
@@ -38,8 +41,8 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments
-        alternate = arguments.get("alternate-exchange")
-        self.alternate = alternate if isinstance(alternate, str) else None
+        self.alternate: str | None = None
+        self.apply_policy(None)
         # x-delayed-message holds messages, then routes them as its x-delayed-type does.
         self.delayed = type_ == DELAYED_TYPE
         self.router = ROUTERS[arguments["x-delayed-type"] if self.delayed else type_]()
@@ -49,6 +52,20 @@ class Exchange:
 
     def __repr__(self) -> str:
         return f"<Exchange {self.name!r} ({self.type}) in {self.vhost_name!r}>"
+
+    def apply_policy(self, policy: Policy | None) -> None:
+        """Take the policy that now applies (None: none). The `alternate-exchange`
+        argument wins over the policy's, as in RabbitMQ."""
+        self.policy: Policy | None = policy
+        alternate = self.arguments.get("alternate-exchange")
+        if not isinstance(alternate, str) and policy is not None:
+            alternate = policy.definition.get("alternate-exchange")
+        self.alternate = alternate if isinstance(alternate, str) else None
+
+    @property
+    def effective_policy_definition(self) -> dict[str, Any]:
+        """The policy settings in force (RabbitMQ's effective_policy_definition)."""
+        return dict(self.policy.definition) if self.policy is not None else {}
 
     def bind(self, destination: Queue | Exchange, routing_key: str,
              arguments: dict[str, Any]) -> bool:

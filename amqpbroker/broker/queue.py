@@ -2,7 +2,10 @@
 that act on them: message TTL, queue expiry, length limits with overflow, priorities,
 single active consumer, consumer priorities and delivery limits.
 
-Dead-lettering and deletion are the virtual host's business; the queue asks for them.
+Those settings come from the queue's arguments, its policy and its operator policy,
+resolved in one place (`apply_policy`) when the queue is made and whenever its policies
+change. Dead-lettering and deletion are the virtual host's business; the queue asks for
+them.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from amqpbroker.broker import properties
 from amqpbroker.broker.buffers import FifoBuffer, PriorityBuffer
 from amqpbroker.broker.message import Entry, Message
+from amqpbroker.broker.policies import effective_definition
 
 if TYPE_CHECKING:
     from amqpbroker.broker.consumer import Consumer
     from amqpbroker.broker.exchange import Exchange
+    from amqpbroker.broker.policies import Policy
     from amqpbroker.broker.session import Session
     from amqpbroker.broker.timers import Timer
     from amqpbroker.broker.vhost import VirtualHost
@@ -54,19 +59,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.arguments = arguments
         self.queue_type = _text(arguments.get("x-queue-type")) or "classic"
-        self.message_ttl = _seconds(arguments.get("x-message-ttl"))
-        self.expires = _seconds(arguments.get("x-expires"))
-        self.max_length = _count(arguments.get("x-max-length"))
-        self.max_length_bytes = _count(arguments.get("x-max-length-bytes"))
-        self.overflow = _text(arguments.get("x-overflow")) or "drop-head"
-        self.dead_letter_exchange = _text(arguments.get("x-dead-letter-exchange"))
-        self.dead_letter_routing_key = _text(arguments.get("x-dead-letter-routing-key"))
         self.single_active = arguments.get("x-single-active-consumer") is True
-        self.consumer_timeout = _seconds(arguments.get("x-consumer-timeout"))
-        limit = _count(arguments.get("x-delivery-limit"))
-        if limit is None and self.queue_type == "quorum":
-            limit = QUORUM_DELIVERY_LIMIT
-        self.delivery_limit = limit
         max_priority = _count(arguments.get("x-max-priority"))
         paging = vhost.paging
         self.buffer: FifoBuffer | PriorityBuffer = (
@@ -77,8 +70,6 @@ class Queue:
         # Exclusive queues die with their connection, so they are never stored.
         self.stored = durable and exclusive_owner is None
         self.store_messages = self.stored and vhost.store.durable
-        self.has_ttl = self.message_ttl is not None
-        self.limited = self.max_length is not None or self.max_length_bytes is not None
         self.groups: dict[int, deque[Consumer]] = {}
         self.priorities: list[int] = []
         self.inbound: set[tuple[Exchange, str, Any]] = set()
@@ -87,7 +78,71 @@ class Queue:
         self.deleted = False
         self._expiry_timer: Timer | None = None
         self._unused_timer: Timer | None = None
-        self.touch()
+        self.has_ttl = False  # some message may carry an expiry
+        self.expires: float | None = None
+        self.apply_policy(*vhost.queue_policies(name, self.queue_type))
+
+    def apply_policy(self, policy: Policy | None, operator_policy: Policy | None) -> None:
+        """Take the policy and operator policy that now apply (None: none) and resolve
+        every setting from them and the arguments, as RabbitMQ does: for message-ttl,
+        expires, max-length, max-length-bytes, delivery-limit and consumer-timeout the
+        smallest value wins; for dead-letter-exchange, dead-letter-routing-key and
+        overflow the argument wins (a quorum queue's overflow: the policy). The change
+        holds at once: a lower length limit drops the excess at the head (drop-head),
+        dead-lettered as usual; a changed expiry counts again from now; a message TTL
+        counts for messages enqueued from now on (queued ones keep their expiry)."""
+        self.policy = policy
+        self.operator_policy = operator_policy
+        definition = effective_definition(policy, operator_policy)
+        self.effective_policy_definition = definition
+        arguments = self.arguments
+        quorum = self.queue_type == "quorum"
+
+        def smallest(key: str) -> int | None:
+            values = [v for v in (_count(arguments.get("x-" + key)), _count(definition.get(key)))
+                      if v is not None]
+            return min(values) if values else None
+
+        def argument_first(key: str, policy_first: bool = False) -> str | None:
+            argument, value = _text(arguments.get("x-" + key)), _text(definition.get(key))
+            if policy_first:
+                return value if value is not None else argument
+            return argument if argument is not None else value
+
+        limit = smallest("delivery-limit")
+        settings = {
+            "x-message-ttl": smallest("message-ttl"),
+            "x-expires": smallest("expires"),
+            "x-max-length": smallest("max-length"),
+            "x-max-length-bytes": smallest("max-length-bytes"),
+            "x-overflow": argument_first("overflow", policy_first=quorum),
+            "x-dead-letter-exchange": argument_first("dead-letter-exchange"),
+            "x-dead-letter-routing-key": argument_first("dead-letter-routing-key"),
+            "x-delivery-limit": QUORUM_DELIVERY_LIMIT if limit is None and quorum else limit,
+            "x-consumer-timeout": smallest("consumer-timeout"),
+        }
+        effective = {k: v for k, v in arguments.items() if k not in settings}
+        effective.update((k, v) for k, v in settings.items() if v is not None)
+        self.effective_arguments = effective
+        self.message_ttl = _seconds(settings["x-message-ttl"])
+        self.max_length = settings["x-max-length"]
+        self.max_length_bytes = settings["x-max-length-bytes"]
+        self.overflow = settings["x-overflow"] or "drop-head"
+        self.dead_letter_exchange = settings["x-dead-letter-exchange"]
+        self.dead_letter_routing_key = settings["x-dead-letter-routing-key"]
+        self.delivery_limit = settings["x-delivery-limit"]
+        self.consumer_timeout = _seconds(settings["x-consumer-timeout"])
+        self.has_ttl = self.has_ttl or self.message_ttl is not None
+        self.limited = self.max_length is not None or self.max_length_bytes is not None
+        expires = _seconds(settings["x-expires"])
+        if expires != self.expires:
+            self.expires = expires
+            if self._unused_timer is not None:
+                self._unused_timer.cancel()
+                self._unused_timer = None
+            self.touch()
+        if self.limited and self.overflow == "drop-head":
+            self._drop_head_over_limit()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost_name!r}>"

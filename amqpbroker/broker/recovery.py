@@ -1,5 +1,5 @@
-"""Rebuild vhosts, users, permissions, durable exchanges, queues, bindings, persistent
-messages and delayed messages from a store snapshot at start.
+"""Rebuild vhosts, users, permissions, policies, durable exchanges, queues, bindings,
+persistent messages and delayed messages from a store snapshot at start.
 
 Recovered messages come back in their original order, marked redelivered: the broker
 does not record deliveries, so any of them may have been seen before the restart.
@@ -36,6 +36,7 @@ def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) ->
         host.exchanges[row["name"]] = Exchange(
             row["name"], host.name, row["type"], True, row["auto_delete"], row["internal"],
             row["arguments"])
+        host.exchanges[row["name"]].apply_policy(host.exchange_policy(row["name"]))
     for row in snapshot.queues:
         host = vhost(row["vhost"])
         host.queues[row["name"]] = Queue(row["name"], host, True, row["auto_delete"], None,

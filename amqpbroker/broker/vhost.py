@@ -2,7 +2,9 @@
 
 Declare, delete, bind, unbind and purge are methods here, called the same way by the
 AMQP handlers and (later) by the HTTP API and definition imports. Routing across
-exchange-to-exchange bindings and alternate exchanges lives here too.
+exchange-to-exchange bindings and alternate exchanges lives here too, and so do the
+vhost's policies and operator policies (`set_policy`, `clear_policy`), re-applied to
+its queues and exchanges whenever they change.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from amqpbroker import errors, names
 from amqpbroker.broker import deadletter
 from amqpbroker.broker.arguments import check_queue, field_type
 from amqpbroker.broker.exchange import DELAYED_TYPE, Exchange, freeze
+from amqpbroker.broker.policies import (
+    Policy,
+    make_policy,
+    match_exchange,
+    match_queue,
+    warn_no_effect,
+)
 from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
 
@@ -113,6 +122,8 @@ class VirtualHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_channels: dict[str, Channel] = {}
+        self.policies: dict[str, Policy] = {}
+        self.operator_policies: dict[str, Policy] = {}
         for exchange_name, type_ in PREDECLARED:
             self.exchanges[exchange_name] = Exchange(
                 exchange_name, name, type_, True, False, False, {})
@@ -157,6 +168,7 @@ class VirtualHost:
         if names.is_reserved(name):
             raise errors.reserved_name("exchange", name)
         exchange = Exchange(name, self.name, type_, durable, auto_delete, internal, arguments)
+        exchange.apply_policy(self.exchange_policy(name))
         self.exchanges[name] = exchange
         if durable:
             self.store.put_exchange(self.name, name, type_, auto_delete, internal, arguments)
@@ -329,6 +341,67 @@ class VirtualHost:
         """Auto-delete: a queue that had consumers goes when its last one does."""
         if queue.auto_delete and queue.had_consumer and not queue.groups:
             self.remove_queue(queue)
+
+    # --- policies ------------------------------------------------------------------------
+
+    def set_policy(self, name: str, pattern: str, definition: dict[str, Any],
+                   priority: int | float = 0, apply_to: str = "all", operator: bool = False,
+                   record: bool = True) -> Policy:
+        """Add or replace a policy (`operator`: an operator policy) and apply it at once
+        to the queues and exchanges it now governs. Raises PolicyError with RabbitMQ's
+        text. Setting an identical policy changes nothing, in memory or in the store."""
+        policy = make_policy(self.name, name, pattern, definition, priority, apply_to,
+                             operator)
+        table = self.operator_policies if operator else self.policies
+        existing = table.get(name)
+        if policy.same_as(existing):
+            assert existing is not None
+            return existing
+        table[name] = policy
+        warn_no_effect(policy)
+        if record:
+            self.store.put_runtime(policy.kind, f"{self.name}\x00{name}", policy.to_json())
+        self.apply_policies()
+        return policy
+
+    def clear_policy(self, name: str, operator: bool = False) -> bool:
+        """Remove a policy (`operator`: an operator policy); the objects it governed fall
+        back to the next matching policy or their arguments. False if there was none."""
+        table = self.operator_policies if operator else self.policies
+        policy = table.pop(name, None)
+        if policy is None:
+            return False
+        self.store.delete_runtime(policy.kind, f"{self.name}\x00{name}")
+        self.apply_policies()
+        return True
+
+    def restore_policy(self, kind: str, value: dict[str, Any]) -> Policy:
+        """Re-create a policy recorded in the store (`kind` "policy" or
+        "operator_policy"), without recording it again."""
+        return self.set_policy(value["name"], value["pattern"], value["definition"],
+                               value["priority"], value["apply-to"],
+                               operator=kind == "operator_policy", record=False)
+
+    def queue_policies(self, name: str, queue_type: str) -> tuple[Policy | None, Policy | None]:
+        """The policy and the operator policy that apply to a queue of this name and type."""
+        return (match_queue(self.policies.values(), name, queue_type),
+                match_queue(self.operator_policies.values(), name, queue_type))
+
+    def exchange_policy(self, name: str) -> Policy | None:
+        """The policy that applies to an exchange of this name."""
+        return match_exchange(self.policies.values(), name)
+
+    def apply_policies(self) -> None:
+        """Match every queue and exchange again; those whose policies changed take the
+        new ones."""
+        for queue in list(self.queues.values()):
+            policy, operator_policy = self.queue_policies(queue.name, queue.queue_type)
+            if policy is not queue.policy or operator_policy is not queue.operator_policy:
+                queue.apply_policy(policy, operator_policy)
+        for exchange in self.exchanges.values():
+            policy = self.exchange_policy(exchange.name)
+            if policy is not exchange.policy:
+                exchange.apply_policy(policy)
 
     # --- routing -------------------------------------------------------------------------
 
