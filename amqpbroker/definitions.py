@@ -29,9 +29,12 @@ The schema, section by section:
 * `queues`: `{name, vhost, durable, auto_delete, arguments}` (never exclusive).
 * `bindings`: `{source, vhost, destination, destination_type, routing_key, arguments}`,
   `destination_type` being `queue` or `exchange`.
-* `parameters`, `global_parameters` and `policies`: accepted and ignored (this broker has
-  no runtime parameters or policies); `Definitions.ignored` counts their entries so the
-  caller can say so.
+* `policies` and `operator_policies`: `{vhost, name, pattern, apply-to, definition,
+  priority}`; `apply-to` defaults to `all`, `priority` to 0. They are validated as
+  `VirtualHost.set_policy` validates them (RabbitMQ's texts, e.g. `<<"x">> is not a
+  valid message TTL`).
+* `parameters` and `global_parameters`: accepted and ignored (this broker has no runtime
+  parameters); `Definitions.ignored` counts their entries so the caller can say so.
 
 `durable` defaults to true, `auto_delete` and `internal` to false, `arguments` to `{}` and
 `routing_key` to `""`. As RabbitMQ does, exchanges named `amq.*` or `""` and queues named
@@ -66,6 +69,7 @@ from amqpbroker.broker.access import HASHES, SHA256, hash_password
 from amqpbroker.broker.arguments import check_queue
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.exchange import DELAYED_TYPE, Exchange
+from amqpbroker.broker.policies import Policy, PolicyError, make_policy
 from amqpbroker.broker.queue import Queue
 from amqpbroker.broker.routing import ROUTERS
 from amqpbroker.broker.vhost import VirtualHost
@@ -73,9 +77,9 @@ from amqpbroker.broker.vhost import VirtualHost
 RABBIT_VERSION = "3.13.0"
 RESERVED_PREFIX = "amq."
 EXCHANGE_TYPES = (*sorted(ROUTERS), DELAYED_TYPE)
-IGNORED_SECTIONS = ("parameters", "global_parameters", "policies")
+IGNORED_SECTIONS = ("parameters", "global_parameters")
 SECTIONS = ("users", "vhosts", "permissions", "topic_permissions", "exchanges", "queues",
-            "bindings",
+            "bindings", "policies", "operator_policies",
             *IGNORED_SECTIONS)
 MAX_SHORTSTR = 255
 _INT64 = (-(2**63), 2**63 - 1)
@@ -163,6 +167,12 @@ class BindingDefinition:
     where: str
 
 
+@dataclass(frozen=True)
+class PolicyDefinition:
+    policy: Policy  # validated, with its vhost, name and whether it is an operator policy
+    where: str
+
+
 @dataclass
 class Definitions:
     """A validated definitions document, ready to `apply`."""
@@ -176,6 +186,8 @@ class Definitions:
     exchanges: list[ExchangeDefinition] = field(default_factory=list)
     queues: list[QueueDefinition] = field(default_factory=list)
     bindings: list[BindingDefinition] = field(default_factory=list)
+    policies: list[PolicyDefinition] = field(default_factory=list)
+    operator_policies: list[PolicyDefinition] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)  # section -> entries not used
     skipped: list[str] = field(default_factory=list)  # entries skipped as RabbitMQ does
 
@@ -185,7 +197,9 @@ class Definitions:
                 f"{len(self.permissions)} permissions, "
                 f"{len(self.topic_permissions)} topic permissions, "
                 f"{len(self.exchanges)} exchanges, "
-                f"{len(self.queues)} queues, {len(self.bindings)} bindings")
+                f"{len(self.queues)} queues, {len(self.bindings)} bindings, "
+                f"{len(self.policies)} policies, "
+                f"{len(self.operator_policies)} operator policies")
         ignored = [f"{count} {name}" for name, count in self.ignored.items() if count]
         if ignored:
             text += f"; ignored: {', '.join(ignored)}"
@@ -263,6 +277,11 @@ def parse(document: Any, source: str = "definitions") -> Definitions:
             definitions.queues.append(queue)
     for index, raw in enumerate(sections["bindings"]):
         definitions.bindings.append(_parse_binding(_Entry(source, "bindings", index, raw)))
+    for index, raw in enumerate(sections["policies"]):
+        definitions.policies.append(_parse_policy(_Entry(source, "policies", index, raw)))
+    for index, raw in enumerate(sections["operator_policies"]):
+        definitions.operator_policies.append(
+            _parse_policy(_Entry(source, "operator_policies", index, raw), operator=True))
     for name in IGNORED_SECTIONS:
         definitions.ignored[name] = len(sections[name])
     return definitions
@@ -467,12 +486,30 @@ def _parse_binding(entry: _Entry) -> BindingDefinition:
                              entry.where)
 
 
+def _parse_policy(entry: _Entry, operator: bool = False) -> PolicyDefinition:
+    kind = "operator policy" if operator else "policy"
+    name = entry.string("name", non_empty=True)
+    entry.label(f"{kind} '{name}'")
+    vhost = entry.name("vhost", "vhost")
+    entry.label(f"{kind} '{name}' in vhost '{vhost}'")
+    for key in ("pattern", "definition"):
+        if key not in entry.raw:
+            raise entry.error(f"'{key}' is missing")
+    try:
+        policy = make_policy(vhost, name, entry.raw["pattern"], entry.raw["definition"],
+                             entry.raw.get("priority", 0), entry.raw.get("apply-to", "all"),
+                             operator)
+    except PolicyError as exc:
+        raise entry.error(exc.detail.replace("\n", "; ")) from None
+    return PolicyDefinition(policy, entry.where)
+
+
 # --- apply ----------------------------------------------------------------------------
 
 
 def apply(broker: Broker, definitions: Definitions) -> None:
     """Create or update what the definitions describe: vhosts, users, permissions,
-    exchanges, queues and bindings, in that order. Idempotent. Raises DefinitionsError
+    policies, exchanges, queues and bindings, in that order. Idempotent. Raises DefinitionsError
     (checked before any change, except conflicts found while declaring).
 
     Run it where the broker model runs (its event loop, or before serving). Durable
@@ -491,6 +528,14 @@ def apply(broker: Broker, definitions: Definitions) -> None:
         access.set_topic_permission(topic.user, topic.vhost, topic.exchange, topic.write,
                                     topic.read)
     source = definitions.source
+    for entry in (*definitions.policies, *definitions.operator_policies):
+        policy = entry.policy
+        try:
+            broker.vhosts[policy.vhost].set_policy(
+                policy.name, policy.pattern, policy.definition, policy.priority,
+                policy.apply_to, policy.operator)
+        except PolicyError as exc:
+            raise DefinitionsError(source, entry.where, exc.detail) from None
     for exchange in definitions.exchanges:
         with _reported(source, exchange.where):
             broker.vhosts[exchange.vhost].declare_exchange(
@@ -541,6 +586,8 @@ def _check(broker: Broker, definitions: Definitions) -> None:
                                    f"unknown user '{permission.user}' (not in 'users' and "
                                    "not on the broker)")
         known_vhost(permission.vhost, permission.where)
+    for entry in (*definitions.policies, *definitions.operator_policies):
+        known_vhost(entry.policy.vhost, entry.where)
     exchanges: dict[str, set[str]] = {}
     queues: dict[str, set[str]] = {}
     for name in vhosts:
@@ -575,8 +622,8 @@ def _check(broker: Broker, definitions: Definitions) -> None:
 
 
 def export(broker: Broker) -> dict[str, Any]:
-    """The broker's users, vhosts, permissions and durable topology in RabbitMQ's
-    definitions schema (JSON-serialisable). Exclusive and non-durable queues and
+    """The broker's users, vhosts, permissions, policies and durable topology in
+    RabbitMQ's definitions schema (JSON-serialisable). Exclusive and non-durable queues and
     exchanges, `amq.*` ones and the default exchange are left out, as are bindings that
     involve anything left out (bindings of the predeclared `amq.*` exchanges are kept)."""
     access = broker.access
@@ -640,11 +687,22 @@ def export(broker: Broker) -> dict[str, Any]:
         "topic_permissions": topic_permissions,
         "parameters": [],
         "global_parameters": [],
-        "policies": [],
+        "policies": _policies(broker, operator=False),
+        "operator_policies": _policies(broker, operator=True),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
     }
+
+
+def _policies(broker: Broker, operator: bool) -> list[dict[str, Any]]:
+    """Every vhost's policies (or operator policies), sorted by vhost and name."""
+    found = []
+    for vhost_name in sorted(broker.vhosts):
+        host = broker.vhosts[vhost_name]
+        table = host.operator_policies if operator else host.policies
+        found.extend(copy.deepcopy(table[name].to_json()) for name in sorted(table))
+    return found
 
 
 def _exported_exchange(exchange: Exchange) -> bool:

@@ -152,10 +152,10 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 
 def _definition_problem(definition: Any, operator: bool) -> str | None:
+    if definition in ({}, []):
+        return "no policy provided"
     if not isinstance(definition, dict):
         return f"definition must be a dictionary: {erlang_term(definition)}"
-    if not definition:
-        return "no policy provided"
     allowed = OPERATOR_KEYS if operator else _CHECKS
     unknown = []
     for key in sorted(definition):

@@ -89,16 +89,18 @@ def test_example_file_loads_and_applies():
     created = orders.queues["orders.created"]
     assert (created.queue_type, created.dead_letter_exchange) == ("quorum", "orders.dlx")
     assert orders.queues["orders.audit"].max_length == 100000
-    assert orders.queues["orders.dead"].message_ttl == 86400.0
+    # The 'ttl' policy (600 s) matches every orders.* queue; the smaller TTL wins.
+    assert orders.queues["orders.dead"].message_ttl == 600.0
+    assert orders.queues["orders.dead"].policy is orders.policies["ttl"]
     routes = {(destination.name, key) for destination, key, _ in events.bindings}
     assert routes == {("orders.created", "order.created"), ("orders.audit", "#")}
     topic = orders.exchanges["amq.topic"]
     assert [(d.name, key) for d, key, _ in topic.bindings] == [("orders.events", "order.*")]
     assert isinstance(next(iter(topic.bindings))[0], Exchange)
 
-    assert definitions.ignored == {"parameters": 0,
-                                   "global_parameters": 1, "policies": 1}
-    assert "ignored: 1 global_parameters, 1 policies" in definitions.summary()
+    assert definitions.ignored == {"parameters": 0, "global_parameters": 1}
+    assert "1 policies, 0 operator policies; ignored: 1 global_parameters" in (
+        definitions.summary())
     assert definitions.rabbit_version == "3.13.0"
 
 
