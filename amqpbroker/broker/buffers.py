@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from amqpbroker.broker.message import Entry, Message
-from amqpbroker.store.messages import decode_message, encode_message
+from amqpbroker.store.messages import decode_message
 from amqpbroker.store.pages import PageFile, Pages
 
 PAGE_IN_BATCH = 4096
@@ -49,8 +49,13 @@ class PageCodec:
                 return self.stored(entry.stored, entry.redelivered)
             return _STORED + self._state(entry) + _LOCATION.pack(entry.stored)
         message = entry.message
-        return _FULL + self._state(entry) + encode_message(
-            message.exchange, message.routing_key, message.header, message.body)
+        expires = math.nan if entry.expires_at is None else entry.expires_at
+        exchange, routing_key, header = (message.exchange.encode(),
+                                         message.routing_key.encode(), message.header)
+        return b"".join((struct.pack(
+            f">cQBIdB{len(exchange)}sB{len(routing_key)}sI", _FULL, entry.seq,
+            entry.redelivered, entry.delivery_count, expires, len(exchange), exchange,
+            len(routing_key), routing_key, len(header)), header, message.body))
 
     @staticmethod
     def stored(location: int, redelivered: bool) -> bytes:

@@ -23,16 +23,29 @@ from typing import BinaryIO
 
 _LENGTH = struct.Struct(">I")
 CHUNK_SIZE = 4 * 1024 * 1024
+WRITE_SIZE = 64 * 1024  # appended records are written in blocks of about this size
 
 
 class _Chunk:
-    __slots__ = ("file", "path", "read_pos", "write_pos")
+    __slots__ = ("file", "path", "pending", "pending_size", "read_pos", "write_pos")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.file: BinaryIO = open(path, "w+b")  # noqa: SIM115 - closed by PageFile
         self.read_pos = 0
-        self.write_pos = 0
+        self.write_pos = 0  # of what is in the file; `pending` follows it
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def flush(self) -> None:
+        """Write the appended records still held in memory, in one write."""
+        if self.pending:
+            file = self.file
+            file.seek(self.write_pos)
+            file.write(b"".join(self.pending))
+            self.write_pos += self.pending_size
+            self.pending = []
+            self.pending_size = 0
 
     def drop(self) -> None:
         self.file.close()
@@ -58,14 +71,14 @@ class PageFile:
     def append(self, record: bytes) -> None:
         chunks = self.chunks
         chunk = chunks[-1] if chunks else self._new_chunk()
-        if chunk.write_pos >= self.chunk_size:
+        if chunk.write_pos + chunk.pending_size >= self.chunk_size:
+            chunk.flush()
             chunk = self._new_chunk()
-        file = chunk.file
-        if file.tell() != chunk.write_pos:
-            file.seek(chunk.write_pos)
-        file.write(_LENGTH.pack(len(record)))
-        file.write(record)
-        chunk.write_pos += 4 + len(record)
+        chunk.pending.append(_LENGTH.pack(len(record)))
+        chunk.pending.append(record)
+        chunk.pending_size += 4 + len(record)
+        if chunk.pending_size >= WRITE_SIZE:
+            chunk.flush()
 
     def read(self, count: int) -> list[bytes]:
         """Up to `count` records, oldest first; chunks read to the end are deleted."""
@@ -73,6 +86,7 @@ class PageFile:
         chunks = self.chunks
         while chunks and len(records) < count:
             chunk = chunks[0]
+            chunk.flush()
             file = chunk.file
             file.seek(chunk.read_pos)
             while len(records) < count and chunk.read_pos < chunk.write_pos:
@@ -90,6 +104,7 @@ class PageFile:
     def __iter__(self) -> Iterator[bytes]:
         """Every unread record, without consuming it."""
         for chunk in list(self.chunks):
+            chunk.flush()
             position = chunk.read_pos
             while position < chunk.write_pos:
                 chunk.file.seek(position)
@@ -105,7 +120,8 @@ class PageFile:
             chunk = self.chunks[0]
             chunk.file.seek(0)
             chunk.file.truncate()
-            chunk.read_pos = chunk.write_pos = 0
+            chunk.read_pos = chunk.write_pos = chunk.pending_size = 0
+            chunk.pending = []
 
     def close(self) -> None:
         while self.chunks:
