@@ -7,6 +7,9 @@ the dispatcher fills in the class and method id of the command being handled.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 REPLY_NAMES = {
     200: "OK",
     311: "CONTENT_TOO_LARGE",
@@ -243,3 +246,15 @@ def topic_access_refused(routing_key: str, exchange: str, vhost: str, user: str
     return ChannelError(ACCESS_REFUSED, f"access to topic '{routing_key}' in exchange "
                                         f"'{exchange}' in vhost '{vhost}' refused for user "
                                         f"'{user}'")
+
+
+def erlang_float(value: float) -> str:
+    """Erlang's shortest float text: the shorter of fixed and scientific (1.0e3, 0.5)."""
+    shortest = repr(value)
+    if not math.isfinite(value) or "e" in shortest:
+        return shortest
+    sign, digits, exponent = Decimal(shortest).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    scientific = f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}e{exponent + len(digits) - 1}"
+    return scientific if len(scientific) < len(shortest) else shortest

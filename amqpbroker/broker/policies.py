@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+
+from amqpbroker import errors
 
 log = logging.getLogger("amqpbroker.policies")
 
@@ -69,7 +69,7 @@ def erlang_term(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _erlang_float(value)
+        return errors.erlang_float(value)
     if isinstance(value, str):
         text = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'<<"{text}"/utf8>>' if not value.isascii() else f'<<"{text}">>'
@@ -83,18 +83,6 @@ def erlang_term(value: Any) -> str:
                          for k, v in sorted(value.items()))
         return f"#{{{items}}}"
     return repr(value)
-
-
-def _erlang_float(value: float) -> str:
-    """Erlang's shortest float text: the shorter of fixed and scientific (1.0e3, 0.5)."""
-    shortest = repr(value)
-    if not math.isfinite(value) or "e" in shortest:
-        return shortest
-    sign, digits, exponent = Decimal(shortest).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    text = "".join(map(str, digits))
-    scientific = f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}e{exponent + len(digits) - 1}"
-    return scientific if len(scientific) < len(shortest) else shortest
 
 
 # --- validation -------------------------------------------------------------------------

@@ -9,8 +9,6 @@ its queues and exchanges whenever they change.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker import errors, names
@@ -55,21 +53,10 @@ def _render(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _erlang_float(value)
+        return errors.erlang_float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
-
-
-def _erlang_float(value: float) -> str:
-    """Erlang's shortest float text: the shorter of fixed and scientific (1.0e3, 0.5)."""
-    shortest = repr(value)
-    if not math.isfinite(value) or "e" in shortest:
-        return shortest
-    sign, digits, exponent = Decimal(shortest).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    scientific = f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}e{exponent + len(digits) - 1}"
-    return scientific if len(scientific) < len(shortest) else shortest
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -13,6 +13,7 @@ import pika
 import pytest
 from durability_support import BrokerProcess, connect, wait_until
 from pamqp import commands, header
+from pika.adapters.blocking_connection import BlockingChannel
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.buffers import PageCodec, Paging
@@ -87,15 +88,20 @@ def test_disk_per_stored_message(tmp_path: Path, size: int, count: int) -> None:
     assert grown / count <= size + PROPERTIES + 64, f"{grown / count:.1f} bytes per message"
 
 
+def fill(channel: BlockingChannel, queue: str, count: int, body: bytes) -> None:
+    """Publish `count` persistent, confirmed messages into a new durable queue."""
+    channel.queue_declare(queue, durable=True)
+    channel.confirm_delivery()
+    for _ in range(count):
+        channel.basic_publish("", queue, body, PERSISTENT)
+
+
 def test_acked_messages_give_the_space_back(broker: BrokerProcess) -> None:
     broker.start()
     empty = apparent_size(broker.data_dir)
     connection = connect(broker)
     channel = connection.channel()
-    channel.queue_declare("space", durable=True)
-    channel.confirm_delivery()
-    for _ in range(10_000):
-        channel.basic_publish("", "space", b"x" * 4096, PERSISTENT)
+    fill(channel, "space", 10_000, b"x" * 4096)
     held = apparent_size(broker.data_dir)
     assert held - empty > 10_000 * 4096
     channel.basic_qos(prefetch_count=500)
@@ -121,10 +127,7 @@ def test_deleting_a_queue_gives_the_space_back(broker: BrokerProcess) -> None:
     empty = apparent_size(broker.data_dir)
     connection = connect(broker)
     channel = connection.channel()
-    channel.queue_declare("doomed", durable=True)
-    channel.confirm_delivery()
-    for _ in range(5_000):
-        channel.basic_publish("", "doomed", b"y" * 4096, PERSISTENT)
+    fill(channel, "doomed", 5_000, b"y" * 4096)
     channel.queue_delete("doomed")
     wait_until(lambda: apparent_size(broker.data_dir) < empty + 1024 * 1024,
                10, "the data directory to shrink back")
