@@ -84,8 +84,6 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
         finally:
             await server.shutdown()
             server.broker.store.close()
-            if server.broker.paging is not None:
-                server.broker.paging.pages.close()
 
 
 async def serve_until_signalled(settings: Settings) -> None:

@@ -5,8 +5,9 @@ read back in order. A chunk is deleted as soon as every record in it has been re
 the last one is truncated when the reader catches up, so a page file holds about what is
 still paged out, never more than one chunk beyond it. Pages hold transient messages too
 (persistent ones point into the message store instead of repeating it), so the page
-directory is emptied at start. Writes go through the file's buffer; reads come in
-batches.
+directory is emptied at start. A broker without a data directory pages to unnamed
+temporary files, which vanish with the process however it ends. Writes go in blocks;
+reads come in batches.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ WRITE_SIZE = 64 * 1024  # appended records are written in blocks of about this s
 class _Chunk:
     __slots__ = ("file", "path", "pending", "pending_size", "read_pos", "write_pos")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
-        self.file: BinaryIO = open(path, "w+b")  # noqa: SIM115 - closed by PageFile
+        # Closed by PageFile (`drop`): a chunk lives as long as its records.
+        self.file: BinaryIO = (
+            open(path, "w+b") if path is not None  # noqa: SIM115
+            else tempfile.TemporaryFile())  # noqa: SIM115
         self.read_pos = 0
         self.write_pos = 0  # of what is in the file; `pending` follows it
         self.pending: list[bytes] = []
@@ -49,14 +53,15 @@ class _Chunk:
 
     def drop(self) -> None:
         self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 class PageFile:
     """One queue's paged-out records, first in, first out."""
 
-    def __init__(self, path: str, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, path: str | None, chunk_size: int = CHUNK_SIZE) -> None:
         self.path = path
         self.chunk_size = chunk_size
         self.chunks: deque[_Chunk] = deque()
@@ -64,7 +69,7 @@ class PageFile:
 
     def _new_chunk(self) -> _Chunk:
         self.opened += 1
-        chunk = _Chunk(f"{self.path}.{self.opened}")
+        chunk = _Chunk(f"{self.path}.{self.opened}" if self.path is not None else None)
         self.chunks.append(chunk)
         return chunk
 
@@ -129,21 +134,17 @@ class PageFile:
 
 
 class Pages:
-    """The page directory of a broker: `DATA_DIR/pages`, or a temporary directory."""
+    """The page directory of a broker, `DATA_DIR/pages`; without a data directory, page
+    files are unnamed temporary files."""
 
     def __init__(self, data_dir: str | None) -> None:
-        if data_dir is None:
-            self.directory = tempfile.mkdtemp(prefix="amqpbroker-pages-")
-            self.temporary = True
-        else:
+        self.directory: str | None = None
+        if data_dir is not None:
             self.directory = os.path.join(data_dir, "pages")
             shutil.rmtree(self.directory, ignore_errors=True)
             os.makedirs(self.directory, exist_ok=True)
-            self.temporary = False
 
     def open(self) -> PageFile:
+        if self.directory is None:
+            return PageFile(None)
         return PageFile(os.path.join(self.directory, uuid.uuid4().hex + ".pages"))
-
-    def close(self) -> None:
-        if self.temporary:
-            shutil.rmtree(self.directory, ignore_errors=True)

@@ -65,7 +65,6 @@ def _store_backlog(tmp_path: Path, body: bytes, count: int, memory_limit: int) -
             for chunk in page_file.chunks:
                 chunk.file.flush()
     grown = apparent_size(data_dir) - empty
-    pages.close()
     store.close()
     return grown
 

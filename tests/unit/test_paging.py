@@ -4,7 +4,7 @@ order; purge, requeue, TTL, deletion and the persistent store still behave."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pamqp import commands
@@ -19,10 +19,8 @@ LIMIT = 10
 
 
 @pytest.fixture
-def pages() -> Iterator[Pages]:
-    pages = Pages(None)
-    yield pages
-    pages.close()
+def pages(tmp_path: Path) -> Pages:
+    return Pages(str(tmp_path))
 
 
 @pytest.fixture
@@ -105,3 +103,13 @@ def test_priority_queues_are_not_paged(w: World) -> None:
         w.publish("", "p", b"m%d" % i)
     assert w.vhost.queues["p"].message_count == 30
     assert len(w.bodies("p")) == 30
+
+
+def test_without_a_data_dir_pages_are_unnamed_files(tmp_path: Path) -> None:
+    """Nothing to leave behind when the process is killed."""
+    pages = Pages(None)
+    page_file = pages.open()
+    page_file.append(b"record")
+    assert page_file.read(1) == [b"record"]
+    assert all(chunk.path is None for chunk in page_file.chunks)
+    page_file.close()
