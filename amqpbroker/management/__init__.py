@@ -1,0 +1,1 @@
+"""The management plane: HTTP API, metrics."""
