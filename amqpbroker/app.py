@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import fields
 
 import anyio
 
@@ -15,7 +16,7 @@ from amqpbroker.broker.buffers import PageCodec, Paging
 from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings, memory_watermark
 from amqpbroker.definitions import apply, load
-from amqpbroker.protocol.connection import Limits
+from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.store.memory import MemoryStore
 from amqpbroker.store.pages import Pages
 from amqpbroker.store.sqlite import SqliteStore
@@ -38,8 +39,8 @@ def build_broker(settings: Settings) -> Broker:
     if settings.queue_memory_limit:
         paging = Paging(Pages(settings.data_dir), settings.queue_memory_limit,
                         PageCodec(build_message, store.read_message if store.durable else None))
-    broker = Broker(settings.default_user, settings.default_pass, settings.default_vhost,
-                    consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
+    broker = Broker(default_user=settings.default_user, default_pass=settings.default_pass,
+                    default_vhost=settings.default_vhost, consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
                     loopback_users=loopback_users, paging=paging)
     started = time.monotonic()
     count = recover(broker, store.load(), build_message)
@@ -54,12 +55,15 @@ def build_broker(settings: Settings) -> Broker:
     return broker
 
 
+def connection_limits(settings: Settings) -> Limits:
+    """The limits of every client connection, taken from the settings."""
+    return Limits(**{field.name: getattr(settings, field.name) for field in fields(Limits)})
+
+
 def build(settings: Settings) -> Server:
     """The broker and its server."""
     broker = build_broker(settings)
-    limits = Limits(settings.channel_max, settings.frame_max, settings.heartbeat,
-                    settings.handshake_timeout, settings.max_message_size,
-                    settings.pre_auth_frame_max, settings.max_table_depth)
+    limits = connection_limits(settings)
     resources = ResourceLimits(
         memory=memory_watermark(settings.memory_high_watermark, total_memory()),
         data_dir=settings.data_dir, disk_free=settings.disk_free_limit)
@@ -68,8 +72,8 @@ def build(settings: Settings) -> Server:
         tls = TLSSettings(settings.tls_cert, settings.tls_key or settings.tls_cert,
                           settings.tls_ca, settings.tls_verify_peer,
                           settings.tls_fail_if_no_peer_cert)
-    return Server(broker, settings.host, settings.port, limits, resources, tls,
-                  settings.tls_port, settings.max_connections)
+    return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
+                  tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections)
 
 
 @asynccontextmanager

@@ -1,7 +1,7 @@
 """AMQP errors as values: reply code, reply text, class and method id.
 
 This module is the one place that holds RabbitMQ's exact error texts. A handler raises
-`ChannelError` (the channel is closed) or `ConnectionError_` (the connection is closed);
+`ChannelError` (the channel is closed) or `AMQPConnectionError` (the connection is closed);
 the dispatcher fills in the class and method id of the command being handled.
 """
 
@@ -76,7 +76,7 @@ class ChannelError(AMQPError):
     """A soft error: the channel is closed, the connection stays."""
 
 
-class ConnectionError_(AMQPError):
+class AMQPConnectionError(AMQPError):
     """A hard error: the whole connection is closed."""
 
 
@@ -135,8 +135,8 @@ def system_exchange_delete(name: str, vhost: str) -> ChannelError:
     )
 
 
-def unknown_exchange_type(type_: str) -> ConnectionError_:
-    return ConnectionError_(COMMAND_INVALID, f"unknown exchange type '{type_}'")
+def unknown_exchange_type(type_: str) -> AMQPConnectionError:
+    return AMQPConnectionError(COMMAND_INVALID, f"unknown exchange type '{type_}'")
 
 
 def queue_in_use(name: str, vhost: str) -> ChannelError:
@@ -159,8 +159,8 @@ def exclusive_consume(name: str, vhost: str) -> ChannelError:
     return ChannelError(ACCESS_REFUSED, f"{_q(name, vhost)} in exclusive use")
 
 
-def reused_consumer_tag(tag: str) -> ConnectionError_:
-    return ConnectionError_(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+def reused_consumer_tag(tag: str) -> AMQPConnectionError:
+    return AMQPConnectionError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
 
 
 def unknown_delivery_tag(tag: int) -> ChannelError:
@@ -181,24 +181,24 @@ def invalid_x_match(value: object) -> ChannelError:
     )
 
 
-def not_implemented(detail: str) -> ConnectionError_:
-    return ConnectionError_(NOT_IMPLEMENTED, detail)
+def not_implemented(detail: str) -> AMQPConnectionError:
+    return AMQPConnectionError(NOT_IMPLEMENTED, detail)
 
 
-def login_refused(mechanism: str) -> ConnectionError_:
-    return ConnectionError_(
+def login_refused(mechanism: str) -> AMQPConnectionError:
+    return AMQPConnectionError(
         ACCESS_REFUSED,
         f"Login was refused using authentication mechanism {mechanism}. "
         "For details see the broker logfile.",
     )
 
 
-def secret_refused() -> ConnectionError_:
-    return ConnectionError_(NOT_ALLOWED, "New secret was refused by one of the backends", 10, 70)
+def secret_refused() -> AMQPConnectionError:
+    return AMQPConnectionError(NOT_ALLOWED, "New secret was refused by one of the backends", 10, 70)
 
 
-def vhost_not_found(vhost: str) -> ConnectionError_:
-    return ConnectionError_(NOT_ALLOWED, f"vhost {vhost} not found", 10, 40)
+def vhost_not_found(vhost: str) -> AMQPConnectionError:
+    return AMQPConnectionError(NOT_ALLOWED, f"vhost {vhost} not found", 10, 40)
 
 
 def message_too_large(size: int, limit: int) -> ChannelError:

@@ -198,7 +198,7 @@ class Access:
         """The user's permission in the vhost, or 530 as RabbitMQ answers Connection.Open."""
         permission = self.permissions.get((user, vhost))
         if permission is None:
-            raise errors.ConnectionError_(
+            raise errors.AMQPConnectionError(
                 errors.NOT_ALLOWED, f"access to vhost '{vhost}' refused for user '{user}'",
                 10, 40)
         return permission

@@ -1,4 +1,5 @@
-"""The broker root: users and virtual hosts, and sessions opened against them."""
+"""The broker root: users and virtual hosts, and sessions opened against them; the
+`BrokerModel` of `broker.frontend`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from amqpbroker.broker.access import Access
 from amqpbroker.broker.buffers import Paging
-from amqpbroker.broker.channel import Sink
+from amqpbroker.broker.frontend import Sink
 from amqpbroker.broker.session import Session
 from amqpbroker.broker.timers import Timers
 from amqpbroker.broker.vhost import VirtualHost
@@ -18,7 +19,7 @@ from amqpbroker.store.memory import MemoryStore
 class Broker:
     """All state of one running broker, in memory."""
 
-    def __init__(self, default_user: str = "guest", default_pass: str = "guest",
+    def __init__(self, *, default_user: str = "guest", default_pass: str = "guest",
                  default_vhost: str = "/", timers: Timers | None = None,
                  consumer_timeout: float | None = None, store: Store | None = None,
                  loopback_users: tuple[str, ...] = ("guest",),
@@ -59,15 +60,26 @@ class Broker:
             for listener in self.alarm_listeners:
                 listener(bool(self.alarms))
 
-    def open_session(self, vhost_name: str, username: str, sink: Sink,
+    def update_secret(self, username: str, secret: bytes) -> bool:
+        """Connection.Update-Secret: False when the new secret is refused."""
+        return self.access.update_secret(username, secret)
+
+    def dispatch_ready(self) -> None:
+        """Deliver from every queue that became ready outside a connection's read pass
+        (timers: delayed messages, dead-lettering of expired ones)."""
+        for vhost in self.vhosts.values():
+            if vhost.ready:
+                vhost.ready.dispatch()
+
+    def open_session(self, vhost_name: str, username: str, sink: Sink, *,
                      cancel_notify: bool) -> Session | None:
         """A session on the vhost (None: no such vhost); 530 if the user may not use it."""
         vhost = self.vhosts.get(vhost_name)
         if vhost is None:
             return None
         permission = self.access.permission(username, vhost_name)
-        session = Session(vhost, username, sink, cancel_notify, self.consumer_timeout,
-                          permission)
+        session = Session(vhost, username, sink, cancel_notify=cancel_notify,
+                          consumer_timeout=self.consumer_timeout, permission=permission)
         session.topic_permissions = self.access.topic_permission(username, vhost_name)
         return session
 

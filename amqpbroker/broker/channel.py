@@ -1,40 +1,25 @@
-"""The broker side of one AMQP channel: consumers, delivery tags, unacked messages, qos,
-publisher confirms and transactions. Output goes through the `Sink` the connection
-implements, so the broker never touches IO and never imports the protocol layer.
+"""The broker side of one channel: consumers, delivery tags, unacked messages, qos,
+publisher confirms and transactions; the `ChannelModel` of `broker.frontend`. Output goes
+through the `Sink` the connection implements, so the broker never touches IO and never
+imports the protocol layer.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
 from amqpbroker import errors
 
 if TYPE_CHECKING:
-    from amqpbroker.broker.consumer import Consumer
+    from amqpbroker.broker.consumer import Consumer, ReplyConsumer
+    from amqpbroker.broker.frontend import Sink
     from amqpbroker.broker.message import Entry, Message
     from amqpbroker.broker.queue import Queue
     from amqpbroker.broker.session import Session
     from amqpbroker.broker.timers import Timer
-
-
-class Sink(Protocol):
-    """What the broker asks of a connection: encode and buffer, never block."""
-
-    def send_method(self, channel_id: int, method: Any) -> None: ...
-    def notify(self, channel_id: int, method: Any) -> None:
-        """A server-initiated method (Basic.Cancel): it goes out after the reply to the
-        client method that caused it."""
-    def send_content(self, channel_id: int, method: Any, message: Message) -> None: ...
-    def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
-                     redelivered: bool, message: Message) -> None: ...
-    def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
-                     ack: bool) -> None: ...
-    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
-        """Close a channel from the server side (after any reply being made)."""
-    def writable(self) -> bool: ...
 
 
 class Unacked:
@@ -43,7 +28,7 @@ class Unacked:
 
     __slots__ = ("consumer", "deadline", "entry", "queue")
 
-    def __init__(self, queue: Queue, entry: Entry, consumer: Consumer | None,
+    def __init__(self, queue: Queue, entry: Entry, consumer: Consumer | None, *,
                  deadline: float | None = None) -> None:
         self.queue = queue
         self.entry = entry
@@ -72,7 +57,7 @@ class Channel:
         self.confirm_pending = 0
         self.tx: list[tuple[str, Any]] | None = None
         self.last_queue = ""
-        self.reply_consumer: Consumer | None = None
+        self.reply_consumer: ReplyConsumer | None = None
         self.reply_token = ""
         self._timeout_timer: Timer | None = None
 
@@ -89,12 +74,28 @@ class Channel:
                 deadline = timers.now() + consumer.timeout
                 if self._timeout_timer is None:
                     self._timeout_timer = timers.call_at(deadline, self._check_timeouts)
-            self.unacked[tag] = Unacked(consumer.queue, entry, consumer, deadline)
+            self.unacked[tag] = Unacked(consumer.queue, entry, consumer, deadline=deadline)
             self.unacked_count += 1
             consumer.unacked += 1
-        elif consumer.queue is not None:
+        else:
             consumer.queue.settle(entry)
-        self.sink.send_deliver(self.id, consumer, tag, entry.redelivered, entry.message)
+        self._send_deliver(consumer, tag, entry)
+
+    def deliver_reply(self, entry: Entry) -> None:
+        """Send a direct reply-to message to this channel's reply consumer (no ack)."""
+        consumer = self.reply_consumer
+        assert consumer is not None
+        self.next_tag += 1
+        self._send_deliver(consumer, self.next_tag, entry)
+
+    def _send_deliver(self, consumer: Consumer | ReplyConsumer, tag: int, entry: Entry) -> None:
+        """Hand a delivery to this channel's connection. This runs on whichever
+        connection's stack made the message deliverable: a failure here is this
+        connection's alone, so it ends this connection and nothing else."""
+        try:
+            self.sink.send_deliver(self.id, consumer, tag, entry.redelivered, entry.message)
+        except Exception:
+            self.sink.internal_error()
 
     def _check_timeouts(self, now: float) -> None:
         """Consumer acknowledgement timeout: close the channel with 406, as RabbitMQ."""
@@ -202,7 +203,7 @@ class Channel:
 
     # --- consumers ---------------------------------------------------------------
 
-    def cancel(self, tag: str) -> Consumer | None:
+    def cancel(self, tag: str) -> Consumer | ReplyConsumer | None:
         reply = self.reply_consumer
         if reply is not None and reply.tag == tag:
             self.session.vhost.reply_channels.pop(self.reply_token, None)
@@ -214,6 +215,43 @@ class Channel:
             queue.remove_consumer(consumer)
             self.session.vhost.consumer_gone(queue)
         return consumer
+
+    # --- the frontend interface (broker.frontend.ChannelModel) -------------------------
+
+    def publish(self, args: tuple[str, str, bool, bool], message: Message) -> None:
+        _basic.publish(self, args, message)
+
+    def select_confirms(self) -> None:
+        _confirm.select(self, commands.Confirm.Select(nowait=True))
+
+    def consume(self, queue: str, *, tag: str = "", no_ack: bool = False,
+                exclusive: bool = False, arguments: dict[str, Any] | None = None) -> None:
+        _basic.consume(self, commands.Basic.Consume(
+            queue=queue, consumer_tag=tag, no_ack=no_ack, exclusive=exclusive, nowait=True,
+            arguments=arguments))
+
+    def set_credit(self, prefetch: int, *, whole_channel: bool = False) -> None:
+        _basic.set_prefetch(self, prefetch, whole_channel)
+
+    def declare_queue(self, name: str, *, durable: bool = False, exclusive: bool = False,
+                      auto_delete: bool = False,
+                      arguments: dict[str, Any] | None = None) -> None:
+        _queue.declare(self, commands.Queue.Declare(
+            queue=name, durable=durable, exclusive=exclusive, auto_delete=auto_delete,
+            nowait=True, arguments=arguments))
+
+    def declare_exchange(self, name: str, exchange_type: str, *, durable: bool = False,
+                         auto_delete: bool = False,
+                         arguments: dict[str, Any] | None = None) -> None:
+        _exchange.declare(self, commands.Exchange.Declare(
+            exchange=name, exchange_type=exchange_type, durable=durable,
+            auto_delete=auto_delete, nowait=True, arguments=arguments))
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str = "",
+                   arguments: dict[str, Any] | None = None) -> None:
+        _queue.bind(self, commands.Queue.Bind(
+            queue=queue, exchange=exchange, routing_key=routing_key, nowait=True,
+            arguments=arguments))
 
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell the client if it listens."""
@@ -253,3 +291,11 @@ class Channel:
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()
             self._timeout_timer = None
+
+
+# The AMQP class handlers implement the frontend methods above; they import this module,
+# so they are imported once `Channel` exists.
+from amqpbroker.broker.handlers import basic as _basic  # noqa: E402
+from amqpbroker.broker.handlers import confirm as _confirm  # noqa: E402
+from amqpbroker.broker.handlers import exchange as _exchange  # noqa: E402
+from amqpbroker.broker.handlers import queue as _queue  # noqa: E402

@@ -1,4 +1,5 @@
-"""A consumer: a subscription of one channel to one queue, with its prefetch credit."""
+"""Consumers: a subscription of one channel to one queue, with its prefetch credit, and
+the direct reply-to pseudo-consumer of a channel, which has no queue."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class Consumer:
     __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "priority", "queue",
                  "tag", "tag_bytes", "timeout", "unacked")
 
-    def __init__(self, channel: Channel, queue: Queue | None, tag: str, no_ack: bool,
+    def __init__(self, channel: Channel, queue: Queue, tag: str, *, no_ack: bool,
                  exclusive: bool, prefetch: int, arguments: dict[str, Any],
                  timeout: float | None = None) -> None:
         self.channel = channel
@@ -41,3 +42,15 @@ class Consumer:
         if self.prefetch and self.unacked >= self.prefetch:
             return False
         return not (channel.prefetch and channel.unacked_count >= channel.prefetch)
+
+
+class ReplyConsumer:
+    """The consumer of amq.rabbitmq.reply-to on one channel: replies published to the
+    channel's reply address go straight to it, never acknowledged, never queued."""
+
+    __slots__ = ("channel", "tag", "tag_bytes")
+
+    def __init__(self, channel: Channel, tag: str) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.tag_bytes = tag.encode("utf-8")

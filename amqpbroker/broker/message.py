@@ -44,7 +44,7 @@ class Message:
             try:
                 self._headers = self.decoder(self.header, self.headers_span)
             except ValueError as exc:
-                raise errors.ConnectionError_(
+                raise errors.AMQPConnectionError(
                     errors.FRAME_ERROR, f"cannot decode the headers table: {exc}") from exc
         return self._headers
 

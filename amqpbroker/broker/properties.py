@@ -319,7 +319,7 @@ def headers_of(message: Message) -> dict[str, Any] | None:
     cannot be decoded: off the hot path there is no publishing connection to close."""
     try:
         return message.headers
-    except errors.ConnectionError_ as exc:
+    except errors.AMQPConnectionError as exc:
         raise ValueError(str(exc)) from exc
 
 

@@ -195,7 +195,10 @@ class Queue:
         self.buffer.push(Entry(self.next_seq, message, expires_at, stored))
         self.bytes += size
         if self.groups:
-            self.dispatch(now)
+            if self.limited or expires_at is not None:
+                self.dispatch(now)  # delivery before the drop or expiry it would prevent
+            else:
+                self.vhost.ready[self] = None  # delivered at the end of the pass
         if self.limited:
             self._drop_head_over_limit()
         if expires_at is not None:

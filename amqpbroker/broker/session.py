@@ -1,5 +1,6 @@
 """The broker side of one client connection: its vhost, user, channels and exclusive
-queues. Created once the connection is open; closed when it goes, whatever the reason.
+queues; the `SessionModel` of `broker.frontend`. Created once the connection is open;
+closed when it goes, whatever the reason.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from amqpbroker import errors
 from amqpbroker.broker.access import Permission, TopicPermission
-from amqpbroker.broker.channel import Channel, Sink
+from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.queue import ENTRY_OVERHEAD
 
 if TYPE_CHECKING:
+    from amqpbroker.broker.frontend import Sink
     from amqpbroker.broker.queue import Queue
     from amqpbroker.broker.vhost import VirtualHost
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 class Session:
     """Everything the broker holds for one connection."""
 
-    def __init__(self, vhost: VirtualHost, username: str, sink: Sink,
+    def __init__(self, vhost: VirtualHost, username: str, sink: Sink, *,
                  cancel_notify: bool, consumer_timeout: float | None = None,
                  permission: Permission | None = None) -> None:
         self.vhost = vhost
@@ -77,7 +79,11 @@ class Session:
             channel.close()
 
     def end_of_pass(self) -> None:
-        """After each read pass: send the coalesced publisher confirms."""
+        """After each read pass: deliver to the consumers of the queues that became
+        ready, then send the coalesced publisher confirms."""
+        ready = self.vhost.ready
+        if ready:
+            ready.dispatch()
         if self.dirty_channels:
             for channel in self.dirty_channels:
                 channel.flush_confirms()
@@ -96,3 +102,4 @@ class Session:
         for queue in list(self.exclusive_queues):
             self.vhost.remove_queue(queue)
         self.exclusive_queues.clear()
+        self.vhost.ready.dispatch()  # what closing dead-lettered into other queues

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from amqpbroker import errors, names
 from amqpbroker.broker import deadletter
 from amqpbroker.broker.arguments import check_queue, field_type
+from amqpbroker.broker.dispatch import ReadyQueues
 from amqpbroker.broker.exchange import DELAYED_TYPE, Exchange, freeze
 from amqpbroker.broker.policies import (
     Policy,
@@ -109,6 +110,7 @@ class VirtualHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.reply_channels: dict[str, Channel] = {}
+        self.ready = ReadyQueues()
         self.policies: dict[str, Policy] = {}
         self.operator_policies: dict[str, Policy] = {}
         for exchange_name, type_ in PREDECLARED:

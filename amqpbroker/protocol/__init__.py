@@ -1,1 +1,2 @@
-"""Sans-IO AMQP 0-9-1: bytes in, frames and commands out; no sockets, no await, no clock."""
+"""Sans-IO wire protocols: bytes in, commands out; no sockets, no await, no clock, and
+nothing imported from the layers above. One package per protocol (`amqp/`)."""

@@ -1,28 +1,55 @@
-"""The meeting point of one connection's protocol state and the broker.
+"""The one owner of a client connection: it takes the protocol's commands, calls the
+broker model, and owns the connection's output.
 
-`ClientConnection` implements the protocol's `Handler` (commands in) and the broker's
-`Sink` (frames out, encoded with the struct codec straight into the output buffer). It
-does no IO itself: the transport reads and writes around it.
+`ClientConnection` drives the sans-IO `Connection` (bytes in, commands out), answers each
+command through the broker (it is the AMQP 0-9-1 frontend of `broker.frontend`), and is
+the only place where the broker's `ChannelError` and `AMQPConnectionError` become AMQP
+closes. It is also the broker's `Sink` for this connection: deliveries, replies and
+confirms are encoded with the struct codec straight into its output buffer, which it
+counts (`writable`) and hands to the transport once per pass (`take_output`). It does no
+IO itself: `server.py` reads and writes around it and talks to nothing else.
+
+Ordering rule: the reply to a client method goes out before the server-initiated frames
+the method causes (a Basic.Cancel for a deleted queue, a channel closed by the server).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pamqp import commands
 
 from amqpbroker import errors
-from amqpbroker.broker.broker import Broker
-from amqpbroker.broker.consumer import Consumer
-from amqpbroker.broker.handlers import DISPATCH, publish
+from amqpbroker.broker.consumer import Consumer, ReplyConsumer
+from amqpbroker.broker.frontend import BrokerModel
+from amqpbroker.broker.handlers import DISPATCH
 from amqpbroker.broker.message import HeadersDecoder, Message
 from amqpbroker.broker.session import Session
-from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.connection import Connection, Limits
-from amqpbroker.protocol.framing import encode_method
+from amqpbroker.protocol.amqp import fastcodec
+from amqpbroker.protocol.amqp.commands import (
+    ChannelClosed,
+    ChannelOpened,
+    Command,
+    ConnectionClosed,
+    HeartbeatDue,
+    LoginRequested,
+    MethodReceived,
+    OpenRequested,
+    Publish,
+    SecretUpdated,
+    Send,
+)
+from amqpbroker.protocol.amqp.connection import Connection, Limits
+from amqpbroker.protocol.amqp.framing import encode_method
+from amqpbroker.protocol.amqp.spec import (
+    CLASS_BASIC,
+    HEARTBEAT_FRAME,
+    METHOD_BASIC_PUBLISH,
+    split_index,
+)
 
 log = logging.getLogger("amqpbroker.connection")
 
@@ -68,20 +95,22 @@ def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
 
 
 class ClientConnection:
-    """One client: protocol state machine, broker session, output buffer."""
+    """One client: its protocol state, its broker session and its output buffer."""
 
-    def __init__(self, broker: Broker, limits: Limits, peer: str, now: float,
-                 wake: Callable[[], None], rearm: Callable[[], None],
-                 loopback: bool = True, external_user: str | None = None) -> None:
+    def __init__(self, broker: BrokerModel, limits: Limits, *, peer: str, now: float,
+                 wake: Callable[[], None], rearm: Callable[[], None], loopback: bool = True,
+                 external_user: str | None = None) -> None:
         self.broker = broker
         self.peer = peer
         self.loopback = loopback
-        self.protocol = Connection(self, CAPABILITIES, limits, now, external_user)
+        self.protocol = Connection(capabilities=CAPABILITIES, limits=limits, now=now,
+                                   external_user=external_user)
         self.decode_headers: HeadersDecoder = functools.partial(
             fastcodec.decode_headers, max_depth=limits.max_table_depth)
         self.session: Session | None = None
         self.wake = wake
         self.rearm = rearm
+        self.out: list[bytes] = []
         self.buffered = 0
         self.was_full = False
         self.publisher = False
@@ -90,52 +119,70 @@ class ClientConnection:
         self.replying = False  # a client method is running: notifications wait for it
         self.deferred: list[Callable[[], None]] = []
 
-    # --- protocol Handler ------------------------------------------------------------------
+    # --- state the transport reads -----------------------------------------------------
 
-    def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
-        if self.broker.authenticate(username, password, self.loopback):
-            return True
-        log.warning("%s: authentication failed for user %r (%s)", self.peer, username, mechanism)
-        return False
+    @property
+    def closed(self) -> bool:
+        return self.protocol.closed
 
-    def update_secret(self, username: str, secret: bytes, reason: str) -> None:
-        if not self.broker.access.update_secret(username, secret):
-            raise errors.secret_refused()
-        log.info("%s: secret updated for user %r (%s)", self.peer, username, reason)
+    @property
+    def close_reason(self) -> str | None:
+        return self.protocol.close_reason
 
-    def open_vhost(self, vhost: str) -> None:
-        proto = self.protocol
-        session = self.broker.open_session(
-            vhost, proto.username, self,
-            bool(proto.client_capabilities.get("consumer_cancel_notify")))
-        if session is None:
-            raise errors.vhost_not_found(vhost)
-        self.session = session
-        log.info("%s: connection opened (user %r, vhost %r)", self.peer, proto.username, vhost)
+    @property
+    def has_output(self) -> bool:
+        return bool(self.out)
 
-    def on_channel_open(self, channel: int) -> None:
-        assert self.session is not None
-        self.session.open_channel(channel)
+    def next_deadline(self) -> float:
+        return self.protocol.next_deadline()
 
-    def on_channel_closed(self, channel: int) -> None:
-        if self.session is not None:
-            self.session.close_channel(channel)
+    # --- commands ------------------------------------------------------------------------
 
-    def on_method(self, channel: int, index: int, args: Any) -> None:
+    def _run(self, commands_in: Iterator[Command]) -> None:
+        """Handle each command of a pass, in order."""
+        for command in commands_in:
+            kind = type(command)
+            if kind is Publish:
+                self._publish(command)  # type: ignore[arg-type]
+            elif kind is MethodReceived:
+                self._method(command)  # type: ignore[arg-type]
+            else:
+                _COMMANDS[kind](self, command)
+
+    def _publish(self, command: Publish) -> None:
+        session = self.session
+        assert session is not None
+        self.publisher = True
+        args = command.args
+        try:
+            session.channels[command.channel].publish(args, build_message(
+                args[0], args[1], command.header, command.body, command.info,
+                self.decode_headers))
+        except errors.ChannelError as exc:
+            self._channel_failed(command.channel, exc.at(CLASS_BASIC, METHOD_BASIC_PUBLISH))
+        except errors.AMQPConnectionError as exc:
+            self._fail(exc.at(CLASS_BASIC, METHOD_BASIC_PUBLISH))
+
+    def _method(self, command: MethodReceived) -> None:
         """Run a client method. Its reply (or the channel close its error causes) goes out
         first; server-initiated frames it caused (cancels, closes) follow."""
-        assert self.session is not None
+        session = self.session
+        assert session is not None
+        channel, index, args = command
         handler = DISPATCH.get(index)
-        if handler is None:
-            raise errors.ConnectionError_(errors.COMMAND_INVALID, "unimplemented method")
+        if session.vhost.ready:
+            session.vhost.ready.dispatch()  # publishes before this method reach consumers
         self.replying = True
         try:
-            handler(self.session.channels[channel], args)
+            if handler is None:
+                raise errors.AMQPConnectionError(errors.COMMAND_INVALID, "unimplemented method")
+            handler(session.channels[channel], args)
         except errors.ChannelError as exc:
-            self.protocol.close_channel(channel, exc.at(index >> 16, index & 0xFFFF))
-        except errors.ConnectionError_:
+            self._channel_failed(channel, exc.at(*split_index(index)))
+        except errors.AMQPConnectionError as exc:
             self.deferred.clear()  # the connection closes: nothing else goes out
-            raise
+            self._fail(exc.at(*split_index(index)))
+            return
         finally:
             self.replying = False
         if self.deferred:
@@ -143,14 +190,73 @@ class ClientConnection:
             for action in deferred:
                 action()
 
-    def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
-                   info: fastcodec.HeaderInfo, body: bytes) -> None:
-        assert self.session is not None
-        self.publisher = True
-        publish(self.session.channels[channel], args, build_message(
-            args[0], args[1], header, body, info, self.decode_headers))
+    def _send(self, command: Send) -> None:
+        self._append(command.data)
 
-    def on_closed(self) -> None:
+    def _login(self, command: LoginRequested) -> None:
+        if self.broker.authenticate(command.username, command.password, self.loopback):
+            self._append(self.protocol.accept_login())
+            return
+        log.warning("%s: authentication failed for user %r (%s)", self.peer, command.username,
+                    command.mechanism)
+        self._append(self.protocol.refuse_login())
+
+    def _open(self, command: OpenRequested) -> None:
+        proto = self.protocol
+        try:
+            session = self.broker.open_session(
+                command.vhost, proto.username, self,
+                cancel_notify=bool(proto.client_capabilities.get("consumer_cancel_notify")))
+            if session is None:
+                raise errors.vhost_not_found(command.vhost)
+        except errors.AMQPConnectionError as exc:
+            self._append(proto.refuse_open(exc))
+            return
+        self.session = session
+        self._append(proto.accept_open(command.vhost))
+        log.info("%s: connection opened (user %r, vhost %r)", self.peer, proto.username,
+                 command.vhost)
+
+    def _update_secret(self, command: SecretUpdated) -> None:
+        if not self.broker.update_secret(command.username, command.secret):
+            self._fail(errors.secret_refused())
+            return
+        self._append(self.protocol.accept_secret())
+        log.info("%s: secret updated for user %r (%s)", self.peer, command.username,
+                 command.reason)
+
+    def _channel_opened(self, command: ChannelOpened) -> None:
+        assert self.session is not None
+        self._append(command.reply)
+        self.session.open_channel(command.channel)
+
+    def _channel_closed(self, command: ChannelClosed) -> None:
+        self._append(command.reply)
+        if self.session is not None:
+            self.session.close_channel(command.channel)
+
+    def _connection_closed(self, command: ConnectionClosed) -> None:
+        self._release()
+
+    # --- errors become closes here -----------------------------------------------------------
+
+    def _channel_failed(self, channel_id: int, error: errors.AMQPError) -> None:
+        """Close one channel from the server side and release its broker state."""
+        data = self.protocol.close_channel(channel_id, error)
+        if data:
+            self._append(data)
+            if self.session is not None:
+                self.session.close_channel(channel_id)
+
+    def _fail(self, error: errors.AMQPError) -> None:
+        """Close the connection from the server side and release its session."""
+        data = self.protocol.close(error)
+        if data:
+            self._append(data)
+        self._release()
+        self.wake()
+
+    def _release(self) -> None:
         session, self.session = self.session, None
         if session is not None:
             session.close()
@@ -158,7 +264,7 @@ class ClientConnection:
     # --- broker Sink -----------------------------------------------------------------------
 
     def _append(self, data: bytes) -> None:
-        out = self.protocol.out
+        out = self.out
         if not out:
             self.wake()
         out.append(data)
@@ -178,8 +284,8 @@ class ClientConnection:
         self._append(encode_method(channel_id, method) + fastcodec.encode_content(
             channel_id, message.header, message.body, self.protocol.frame_max))
 
-    def send_deliver(self, channel_id: int, consumer: Consumer, delivery_tag: int,
-                     redelivered: bool, message: Message) -> None:
+    def send_deliver(self, channel_id: int, consumer: Consumer | ReplyConsumer,
+                     delivery_tag: int, redelivered: bool, message: Message) -> None:
         self._append(fastcodec.encode_deliver(
             channel_id, consumer.tag_bytes, delivery_tag, redelivered,
             message.exchange.encode(), message.routing_key.encode(), message.header,
@@ -196,14 +302,8 @@ class ClientConnection:
         if self.replying:
             self.deferred.append(functools.partial(self.close_channel, channel_id, error))
             return
-        self.protocol.close_channel(channel_id, error)
+        self._channel_failed(channel_id, error)
         self.wake()
-
-    def memory(self) -> int:
-        """Bytes this connection holds: output not yet sent, input not yet parsed, and its
-        unacknowledged deliveries."""
-        held = self.buffered + len(self.protocol.buffer)
-        return held + self.session.unacked_memory() if self.session is not None else held
 
     def writable(self) -> bool:
         if self.buffered < OUTBOUND_LIMIT:
@@ -211,26 +311,38 @@ class ClientConnection:
         self.was_full = True
         return False
 
+    def memory(self) -> int:
+        """Bytes this connection holds: output not yet sent, input not yet parsed, and its
+        unacknowledged deliveries."""
+        held = self.buffered + len(self.protocol.buffer)
+        return held + self.session.unacked_memory() if self.session is not None else held
+
     # --- driven by the transport --------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> None:
-        """One read pass: parse and dispatch everything, then send coalesced confirms."""
+        """One read pass: handle every command, then deliver to the consumers of the
+        queues that became ready and send the coalesced confirms."""
         state = self.protocol.state
         try:
-            self.protocol.receive_data(data, now)
+            self._run(self.protocol.receive_data(data, now))
             if self.session is not None:
                 self.session.end_of_pass()
         except Exception:
             self.internal_error()
-        if self.protocol.out:
+        if self.out:
             self.wake()
         if self.protocol.state != state:
             self.rearm()
 
     def take_output(self, now: float) -> bytes:
-        data = self.protocol.data_to_send(now)
+        """Everything buffered, as one bytes for one write."""
+        out = self.out
+        if not out:
+            return b""
+        self.out = []
         self.buffered = 0
-        return data
+        self.protocol.data_sent(now)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def drained(self) -> None:
         """The socket took everything: consumers blocked on a full buffer may go on."""
@@ -240,6 +352,23 @@ class ClientConnection:
                 self.session.resume()
             except Exception:
                 self.internal_error()
+
+    def tick(self, now: float) -> bool:
+        """Act on the time (heartbeats, deadlines). False: drop the connection now."""
+        command = self.protocol.tick(now)
+        if command is None:
+            return True
+        if type(command) is HeartbeatDue:
+            if not self.out:
+                self._append(HEARTBEAT_FRAME)
+            return True
+        self._release()
+        return False
+
+    def connection_lost(self, reason: str) -> None:
+        """The socket is gone: release everything, send nothing."""
+        self.protocol.connection_lost(reason)
+        self._release()
 
     # --- resource alarms (connection.blocked) --------------------------------------------
 
@@ -268,21 +397,35 @@ class ClientConnection:
 
     def resume(self, now: float) -> None:
         """The alarm cleared: process the held publishes, then read again."""
-        self.protocol.resume(now)
-        if self.session is not None:
-            self.session.end_of_pass()
+        try:
+            self._run(self.protocol.resume(now))
+            if self.session is not None:
+                self.session.end_of_pass()
+        except Exception:
+            self.internal_error()
         self.wake()
+
+    # --- ending the connection ----------------------------------------------------------
 
     def internal_error(self) -> None:
         """An unexpected exception in this connection's work: log it once, end only this
         connection with 541."""
         log.exception("%s: internal error, closing the connection", self.peer)
-        self.shutdown_on_error("internal error")
+        self._fail(errors.AMQPConnectionError(errors.INTERNAL_ERROR, "internal error"))
 
     def shutdown_on_error(self, reason: str) -> None:
-        self.protocol.close(errors.ConnectionError_(errors.INTERNAL_ERROR, reason))
-        self.wake()
+        self._fail(errors.AMQPConnectionError(errors.INTERNAL_ERROR, reason))
 
     def shutdown(self, reason: str) -> None:
-        self.protocol.close(errors.ConnectionError_(errors.CONNECTION_FORCED, reason))
-        self.wake()
+        self._fail(errors.AMQPConnectionError(errors.CONNECTION_FORCED, reason))
+
+
+_COMMANDS: dict[type, Callable[[ClientConnection, Any], None]] = {
+    Send: ClientConnection._send,
+    LoginRequested: ClientConnection._login,
+    OpenRequested: ClientConnection._open,
+    SecretUpdated: ClientConnection._update_secret,
+    ChannelOpened: ClientConnection._channel_opened,
+    ChannelClosed: ClientConnection._channel_closed,
+    ConnectionClosed: ClientConnection._connection_closed,
+}

@@ -1,7 +1,8 @@
 """The TCP listener and the per-connection tasks: reader, writer and deadline ticker.
 
 Each connection runs in its own task group inside its own exception boundary: whatever
-goes wrong with one peer ends that connection only.
+goes wrong with one peer ends that connection only. The tasks talk to the connection's
+owner (`bridge.ClientConnection`) and to nothing behind it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from amqpbroker.broker.broker import Broker
-from amqpbroker.protocol.connection import Limits
+from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.transport.alarms import ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
 from amqpbroker.transport.committer import Committer, StoreFailed
@@ -46,7 +47,7 @@ class _Wakeup:
 class Server:
     """Accepts AMQP connections for one broker."""
 
-    def __init__(self, broker: Broker, host: str, port: int, limits: Limits,
+    def __init__(self, broker: Broker, limits: Limits, *, host: str, port: int,
                  resources: ResourceLimits, tls: TLSSettings | None = None,
                  tls_port: int = 5671, max_connections: int | None = None) -> None:
         self.broker = broker
@@ -107,6 +108,7 @@ class Server:
                 await rearm.wait()
             try:
                 timers.run_due(timers.now())
+                self.broker.dispatch_ready()
             except Exception:
                 log.exception("a timer failed")
             self.committer.kick()
@@ -153,9 +155,10 @@ class Server:
         except (TypeError, ValueError):
             peer, loopback = "unknown", False
         wakeup, rearm = _Wakeup(), _Wakeup()
-        client = ClientConnection(self.broker, self.limits, peer, self.clock(), wakeup.set,
-                                  rearm.set, loopback, peer_common_name(stream))
-        client.protocol.hold_publishes = bool(self.broker.alarms)
+        client = ClientConnection(self.broker, self.limits, peer=peer, now=self.clock(),
+                                  wake=wakeup.set, rearm=rearm.set, loopback=loopback,
+                                  external_user=peer_common_name(stream))
+        client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
         try:
             async with stream, anyio.create_task_group() as tasks:
@@ -165,17 +168,16 @@ class Server:
         except Exception:
             log.exception("%s: connection failed", peer)
         finally:
-            client.protocol.connection_lost("connection closed")
+            client.connection_lost("connection closed")
             self.clients.discard(client)
-            log.info("%s: connection closed: %s", peer, client.protocol.close_reason)
+            log.info("%s: connection closed: %s", peer, client.close_reason)
             if self._closing and not self.clients:
                 self._all_gone.set()
 
     async def _reader(self, client: ClientConnection, stream: SocketStream,
                       tasks: anyio.abc.TaskGroup) -> None:
-        proto = client.protocol
         try:
-            while not proto.closed:
+            while not client.closed:
                 if client.paused:
                     client.tell_blocked()
                     client.wake()
@@ -197,12 +199,11 @@ class Server:
             client.wake()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError):
-            proto.connection_lost("connection lost")
+            client.connection_lost("connection lost")
             tasks.cancel_scope.cancel()
 
     async def _writer(self, client: ClientConnection, stream: SocketStream, wakeup: _Wakeup,
                       tasks: anyio.abc.TaskGroup) -> None:
-        proto = client.protocol
         try:
             while True:
                 if client.held:
@@ -212,24 +213,23 @@ class Server:
                 if data:
                     await stream.send(data)
                     client.drained()
-                if proto.closed and not proto.out:
+                if client.closed and not client.has_output:
                     break
-                if not proto.out:
+                if not client.has_output:
                     await wakeup.wait()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            proto.connection_lost("connection lost")
+            client.connection_lost("connection lost")
         tasks.cancel_scope.cancel()
 
     async def _ticker(self, client: ClientConnection, wakeup: _Wakeup, rearm: _Wakeup) -> None:
         """Sleep until the connection's next deadline (heartbeat or handshake timeout), or
-        until a state change moves it; then let the protocol act on the time."""
-        proto = client.protocol
+        until a state change moves it; then let the connection act on the time."""
         while True:
-            delay = proto.next_deadline() - self.clock()
+            delay = client.next_deadline() - self.clock()
             with anyio.move_on_after(max(delay, 0.0) if math.isfinite(delay) else 3600.0):
                 await rearm.wait()
-            if not proto.tick(self.clock()):
+            if not client.tick(self.clock()):
                 wakeup.set()
                 return
-            if proto.out:
+            if client.has_output:
                 wakeup.set()

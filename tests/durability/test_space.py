@@ -51,7 +51,7 @@ def _store_backlog(tmp_path: Path, body: bytes, count: int, memory_limit: int) -
     paging = Paging(pages, memory_limit, PageCodec(build_message, store.read_message))
     broker = Broker(store=store, paging=paging)
     store.load()
-    session = broker.open_session("/", "guest", _NullSink(), False)
+    session = broker.open_session("/", "guest", _NullSink(), cancel_notify=False)
     assert session is not None
     vhost = session.vhost
     queue = vhost.declare_queue(None, "backlog", False, True, False, False, {})

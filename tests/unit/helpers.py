@@ -7,11 +7,23 @@ from typing import Any
 
 from pamqp import base, body, commands, frame, header
 
+import dataclasses
+from collections.abc import Iterator
+
 from amqpbroker import errors
+from amqpbroker.app import connection_limits
 from amqpbroker.broker.message import Message
-from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.connection import Connection, Limits
-from amqpbroker.protocol.framing import PROTOCOL_HEADER
+from amqpbroker.config import Settings
+from amqpbroker.protocol.amqp import commands as cmd
+from amqpbroker.protocol.amqp import fastcodec
+from amqpbroker.protocol.amqp.connection import Connection, Limits
+from amqpbroker.protocol.amqp.spec import (
+    CLASS_BASIC,
+    HEARTBEAT_FRAME,
+    METHOD_BASIC_PUBLISH,
+    PROTOCOL_HEADER,
+    split_index,
+)
 
 CLIENT_PROPERTIES = {
     "product": "unit-test",
@@ -75,11 +87,17 @@ def methods(data: bytes) -> list[tuple[int, Any]]:
     return [(ch, f) for ch, f in read_frames(data) if isinstance(f, base.Frame)]
 
 
-# --- the protocol's Handler ----------------------------------------------------------------
+# --- driving the protocol -------------------------------------------------------------------
+
+
+def limits(**overrides: Any) -> Limits:
+    """The default connection limits (those of the default settings), some replaced."""
+    return dataclasses.replace(connection_limits(Settings()), **overrides)
 
 
 class RecordingHandler:
-    """A test double for the broker side of the protocol state machine: records calls."""
+    """A test double for the broker side of the protocol state machine: `Driven` hands it
+    each command as a call, which it records; `raise_on` makes a method fail."""
 
     def __init__(self, users: dict[str, str] | None = None,
                  vhosts: tuple[str, ...] = ("/",)) -> None:
@@ -132,12 +150,120 @@ def plain_start_ok(user: str = "guest", password: str = "guest") -> commands.Con
         response=f"\0{user}\0{password}", locale="en_US")
 
 
-def open_connection(handler: Any = None, limits: Limits | None = None,
+class Driven:
+    """A sans-IO `Connection` whose commands are answered by a `RecordingHandler` the way
+    the transport's owner answers them, with the output kept here (`data_to_send`)."""
+
+    def __init__(self, handler: RecordingHandler, capabilities: dict[str, bool] | None = None,
+                 conn_limits: Limits | None = None, now: float = 0.0) -> None:
+        self.handler = handler
+        self.protocol = Connection(
+            capabilities=CAPABILITIES if capabilities is None else capabilities,
+            limits=conn_limits or limits(), now=now)
+        self.out: list[bytes] = []
+        self.released = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.protocol, name)
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        self._run(self.protocol.receive_data(data, now))
+
+    def resume(self, now: float) -> None:
+        self._run(self.protocol.resume(now))
+
+    def data_to_send(self, now: float) -> bytes:
+        data, self.out = b"".join(self.out), []
+        if data:
+            self.protocol.data_sent(now)
+        return data
+
+    def tick(self, now: float) -> bool:
+        command = self.protocol.tick(now)
+        if isinstance(command, cmd.HeartbeatDue):
+            if not self.out:
+                self.out.append(HEARTBEAT_FRAME)
+        elif isinstance(command, cmd.ConnectionClosed):
+            self._release()
+            return False
+        return True
+
+    def close(self, error: errors.AMQPError) -> None:
+        self.out.append(self.protocol.close(error))
+        self._release()
+
+    def close_channel(self, channel: int, error: errors.AMQPError) -> None:
+        data = self.protocol.close_channel(channel, error)
+        if data:
+            self.out.append(data)
+            self.handler.on_channel_closed(channel)
+
+    def connection_lost(self, reason: str) -> None:
+        self.protocol.connection_lost(reason)
+        self._release()
+
+    def _release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.handler.on_closed()
+
+    def _run(self, commands_in: Iterator[cmd.Command]) -> None:
+        proto, handler = self.protocol, self.handler
+        for command in commands_in:
+            if isinstance(command, cmd.Send):
+                self.out.append(command.data)
+            elif isinstance(command, cmd.LoginRequested):
+                ok = handler.authenticate(command.mechanism, command.username,
+                                          command.password)  # type: ignore[arg-type]
+                self.out.append(proto.accept_login() if ok else proto.refuse_login())
+                if not ok:
+                    self._release()
+            elif isinstance(command, cmd.OpenRequested):
+                try:
+                    handler.open_vhost(command.vhost)
+                except errors.AMQPConnectionError as exc:
+                    self.out.append(proto.refuse_open(exc))
+                    self._release()
+                else:
+                    self.out.append(proto.accept_open(command.vhost))
+            elif isinstance(command, cmd.SecretUpdated):
+                try:
+                    handler.update_secret(command.username, command.secret, command.reason)
+                except errors.AMQPConnectionError as exc:
+                    self.close(exc)
+                else:
+                    self.out.append(proto.accept_secret())
+            elif isinstance(command, cmd.ChannelOpened):
+                self.out.append(command.reply)
+                handler.on_channel_open(command.channel)
+            elif isinstance(command, cmd.ChannelClosed):
+                self.out.append(command.reply)
+                handler.on_channel_closed(command.channel)
+            elif isinstance(command, cmd.ConnectionClosed):
+                self._release()
+            elif isinstance(command, cmd.Publish):
+                self._call(command.channel, (CLASS_BASIC, METHOD_BASIC_PUBLISH),
+                           handler.on_publish, command.channel, command.args, command.header,
+                           command.info, command.body)
+            else:
+                self._call(command.channel, split_index(command.index), handler.on_method,
+                           *command)
+
+    def _call(self, channel: int, ids: tuple[int, int], method: Any, *args: Any) -> None:
+        try:
+            method(*args)
+        except errors.ChannelError as exc:
+            self.close_channel(channel, exc.at(*ids))
+        except errors.AMQPConnectionError as exc:
+            self.close(exc.at(*ids))
+
+
+def open_connection(handler: Any = None, conn_limits: Limits | None = None,
                     tune: tuple[int, int, int] = (2047, 131072, 60), vhost: str = "/",
-                    now: float = 0.0) -> tuple[Connection, Any]:
+                    now: float = 0.0) -> tuple[Driven, Any]:
     """A connection driven through the whole handshake; its output is drained."""
     handler = RecordingHandler() if handler is None else handler
-    conn = Connection(handler, CAPABILITIES, limits or Limits(), now)
+    conn = Driven(handler, CAPABILITIES, conn_limits, now)
     conn.receive_data(PROTOCOL_HEADER, now)
     conn.receive_data(method_frame(0, plain_start_ok()), now)
     conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), now)
@@ -147,7 +273,7 @@ def open_connection(handler: Any = None, limits: Limits | None = None,
     return conn, handler
 
 
-def open_channel(conn: Connection, channel: int, now: float = 0.0) -> None:
+def open_channel(conn: Driven, channel: int, now: float = 0.0) -> None:
     conn.receive_data(method_frame(channel, commands.Channel.Open()), now)
     out = methods(conn.data_to_send(now))
     assert out and isinstance(out[-1][1], commands.Channel.OpenOk), out
@@ -187,6 +313,9 @@ class RecordingSink:
 
     def writable(self) -> bool:
         return self.is_writable
+
+    def internal_error(self) -> None:
+        self.calls.append(("internal_error",))
 
     def take(self, kind: str | None = None) -> list[tuple[Any, ...]]:
         """The recorded calls (of one kind), cleared."""

@@ -7,7 +7,7 @@ from helpers import header_payload
 from pamqp import commands
 
 from amqpbroker import errors
-from amqpbroker.protocol.assembler import (
+from amqpbroker.protocol.amqp.assembler import (
     BASIC_PUBLISH,
     EXPECT_BODY,
     EXPECT_HEADER,
@@ -92,7 +92,7 @@ def test_consecutive_publishes_do_not_leak_body_parts() -> None:
 
 def test_method_where_header_due() -> None:
     assembler = started()
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.method(QUEUE_DECLARE, object())
     err = info.value
     assert err.reply_code == 505
@@ -105,7 +105,7 @@ def test_method_where_body_due() -> None:
     assembler = started()
     assembler.content_header(header_payload(5))
     assembler.content_body(b"ab")
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.method(BASIC_PUBLISH, ARGS)
     assert info.value.reply_code == 505
     assert info.value.reply_text == (
@@ -114,7 +114,7 @@ def test_method_where_body_due() -> None:
 
 def test_body_with_no_method() -> None:
     assembler = ChannelAssembler(100)
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_body(b"abc")
     assert info.value.reply_code == 505
     assert info.value.reply_text == (
@@ -123,7 +123,7 @@ def test_body_with_no_method() -> None:
 
 def test_header_with_no_method() -> None:
     assembler = ChannelAssembler(100)
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_header(header_payload(1))
     assert info.value.reply_code == 505
     assert info.value.reply_text == (
@@ -133,14 +133,14 @@ def test_header_with_no_method() -> None:
 def test_header_after_a_non_content_method() -> None:
     assembler = ChannelAssembler(100)
     assembler.method(QUEUE_DECLARE, object())
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_header(header_payload(1))
     assert info.value.reply_code == 505
 
 
 def test_header_of_wrong_class() -> None:
     assembler = started()
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_header(header_payload(1, class_id=50))
     assert info.value.reply_code == 505
     assert info.value.reply_text == ("UNEXPECTED_FRAME - expected content header for class 60, "
@@ -150,7 +150,7 @@ def test_header_of_wrong_class() -> None:
 def test_body_longer_than_declared() -> None:
     assembler = started()
     assembler.content_header(header_payload(3))
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_body(b"abcd")
     assert info.value.reply_code == 505
 
@@ -159,14 +159,14 @@ def test_body_longer_than_declared_across_frames() -> None:
     assembler = started()
     assembler.content_header(header_payload(3))
     assert assembler.content_body(b"ab") is False
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_body(b"cd")
     assert info.value.reply_code == 505
 
 
 def test_truncated_header_is_a_frame_error() -> None:
     assembler = started()
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         assembler.content_header(b"\x00\x3c\x00\x00")
     assert info.value.reply_code == 501
 

@@ -15,7 +15,7 @@ from pamqp.commands import Basic
 from amqpbroker.broker import deadletter, properties
 from amqpbroker.broker.message import Message
 from amqpbroker.broker.properties import EncodedTable
-from amqpbroker.protocol import fastcodec
+from amqpbroker.protocol.amqp import fastcodec
 
 T0 = 1_700_000_000.75
 NEW_ORDER = ["count", "reason", "queue", "time", "exchange", "routing-keys"]

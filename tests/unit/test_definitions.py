@@ -472,7 +472,7 @@ def populated() -> Broker:
     host.declare_queue(None, "quorum", False, True, False, False, {"x-queue-type": "quorum"})
     host.declare_queue(None, "temp", False, False, False, False, {})
     server_named = host.declare_queue(None, "", False, True, False, False, {})
-    session = broker.open_session("/", "guest", RecordingSink(), True)
+    session = broker.open_session("/", "guest", RecordingSink(), cancel_notify=True)
     assert session is not None
     host.declare_queue(session, "mine", False, True, True, False, {})
     host.bind_queue(None, "orders", "events", "order.#", {})

@@ -12,8 +12,8 @@ from pamqp import body as pamqp_body
 from pamqp import commands, encode, frame, header
 from pamqp import decode as pamqp_decode
 
-from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.fastcodec import HeaderInfo
+from amqpbroker.protocol.amqp import fastcodec
+from amqpbroker.protocol.amqp.fastcodec import HeaderInfo
 
 # pamqp validates exchange names on construction (regex and <= 127 characters).
 EXCHANGE_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@#,/+ "

@@ -7,18 +7,20 @@ from helpers import method_frame, raw_frame
 from pamqp import commands, frame
 
 from amqpbroker import errors
-from amqpbroker.protocol import framing
-from amqpbroker.protocol.framing import (
-    FRAME_BODY,
-    FRAME_HEADER,
-    FRAME_HEARTBEAT,
-    FRAME_METHOD,
-    HEARTBEAT_FRAME,
+from amqpbroker.protocol.amqp import framing, spec
+from amqpbroker.protocol.amqp.framing import (
     decode_method,
     encode_method,
     erlang_binary,
     method_index,
     parse_frames,
+)
+from amqpbroker.protocol.amqp.spec import (
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    HEARTBEAT_FRAME,
 )
 
 MAX = 131072 - 8
@@ -95,7 +97,7 @@ def test_frame_at_the_limit_is_accepted() -> None:
 
 def test_oversized_frame() -> None:
     buffer = bytearray(raw_frame(FRAME_BODY, 1, b"z" * 5000))
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(buffer, 4088)
     err = info.value
     assert err.reply_code == 501
@@ -106,14 +108,14 @@ def test_oversized_frame() -> None:
 def test_oversized_frame_detected_from_the_header_alone() -> None:
     """No allocation and no waiting for a declared 4 GiB payload."""
     buffer = bytearray(b"\x03\x00\x01\xff\xff\xff\xff\x00")
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(buffer, 4088)
     assert "{frame_too_large,4294967295,4088}" in info.value.reply_text
 
 
 def test_bad_frame_end() -> None:
     buffer = bytearray(raw_frame(FRAME_METHOD, 1, b"\x00\x14\x00\x0a\x00", end=0))
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(buffer, MAX)
     err = info.value
     assert err.reply_code == 501
@@ -123,7 +125,7 @@ def test_bad_frame_end() -> None:
 
 def test_bad_frame_end_after_good_frames() -> None:
     buffer = bytearray(HEARTBEAT_FRAME + raw_frame(FRAME_BODY, 1, b"x", end=0x41))
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(buffer, MAX)
     assert info.value.reply_text == (
         'FRAME_ERROR - type 3, all octets = <<"x">>: {invalid_frame_end_marker,65}')
@@ -131,7 +133,7 @@ def test_bad_frame_end_after_good_frames() -> None:
 
 def test_unknown_frame_type() -> None:
     buffer = bytearray(raw_frame(9, 0, b"hello"))
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(buffer, MAX)
     err = info.value
     assert err.reply_code == 501
@@ -141,7 +143,7 @@ def test_unknown_frame_type() -> None:
 def test_unknown_frame_type_fed_byte_by_byte_reports_the_whole_frame() -> None:
     """The error text must not depend on how the bytes were chunked by TCP: RabbitMQ reads
     the whole frame before it looks at the type."""
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         feed_bytewise(raw_frame(9, 0, b"hello"))
     assert info.value.reply_text == (
         'FRAME_ERROR - type 9, all octets = <<"hello">>: unknown_frame')
@@ -149,7 +151,7 @@ def test_unknown_frame_type_fed_byte_by_byte_reports_the_whole_frame() -> None:
 
 @pytest.mark.parametrize("frame_type", [0, 4, 7, 9, 255])
 def test_every_unknown_frame_type_is_501(frame_type: int) -> None:
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         parse_frames(bytearray(raw_frame(frame_type, 1, b"\x01\x02")), MAX)
     assert info.value.reply_code == 501
     assert info.value.reply_text.endswith("unknown_frame")
@@ -165,7 +167,7 @@ def test_erlang_binary() -> None:
 def test_method_index() -> None:
     payload = method_frame(1, commands.Queue.Declare(queue="q"))[7:-1]
     assert method_index(payload) == commands.Queue.Declare.index == 0x0032000A
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         method_index(b"\x00\x32")
     assert info.value.reply_code == 501
 
@@ -182,7 +184,7 @@ def test_decode_known_method() -> None:
 
 def test_decode_unknown_method_index() -> None:
     payload = b"\x00\x3c\x00\xc8"  # 60/200
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         decode_method(method_index(payload), payload)
     err = info.value
     assert err.reply_code == 540
@@ -192,7 +194,7 @@ def test_decode_unknown_method_index() -> None:
 
 def test_decode_unknown_class() -> None:
     payload = b"\x03\xe7\x00\x01extra"  # 999/1
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         decode_method(method_index(payload), payload)
     assert info.value.reply_code == 540
     assert (info.value.class_id, info.value.method_id) == (999, 1)
@@ -200,7 +202,7 @@ def test_decode_unknown_class() -> None:
 
 def test_decode_truncated_method_is_501() -> None:
     payload = method_frame(1, commands.Queue.Declare(queue="some-queue"))[7:-1][:9]
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         decode_method(method_index(payload), payload)
     err = info.value
     assert err.reply_code == 501
@@ -211,7 +213,7 @@ def test_decode_truncated_method_is_501() -> None:
 def test_decode_malformed_utf8_shortstr() -> None:
     # Queue.Declare: ticket, then the queue name as a shortstr holding invalid UTF-8
     payload = b"\x00\x32\x00\x0a\x00\x00\x02\xff\xfe\x00\x00\x00\x00\x00"
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         decode_method(method_index(payload), payload)
     assert info.value.reply_code == 501
     assert info.value.reply_text == "FRAME_ERROR - Malformed UTF-8 in shortstr"
@@ -262,4 +264,4 @@ def test_names_beyond_pamqp_rules_encode_and_decode(name: str) -> None:
 def test_pamqp_validation_relaxed_for_every_method() -> None:
     for cls in frame.commands.INDEX_MAPPING.values():
         assert cls.validate.__name__ == "_no_validation"
-    assert framing.PROTOCOL_HEADER == b"AMQP\x00\x00\x09\x01"
+    assert spec.PROTOCOL_HEADER == b"AMQP\x00\x00\x09\x01"

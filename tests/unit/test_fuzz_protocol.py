@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import struct
 from typing import Any
 
 from helpers import (
+    Driven,
     RecordingHandler,
+    limits,
     method_frame,
     open_channel,
     open_connection,
@@ -21,9 +22,9 @@ from pamqp import commands
 
 from amqpbroker import errors
 from amqpbroker.broker.broker import Broker
-from amqpbroker.protocol import connection as proto
-from amqpbroker.protocol.connection import Limits
-from amqpbroker.protocol.framing import HEARTBEAT_FRAME, PROTOCOL_HEADER, parse_frames
+from amqpbroker.protocol.amqp import connection as proto
+from amqpbroker.protocol.amqp.framing import parse_frames
+from amqpbroker.protocol.amqp.spec import HEARTBEAT_FRAME, PROTOCOL_HEADER
 from amqpbroker.transport.bridge import ClientConnection
 
 # Deterministic (derandomized, no example database); no "explain" phase, to stay fast
@@ -224,7 +225,7 @@ def test_receive_data_never_raises(data: bytes, sizes: list[int]) -> None:
 @FUZZ
 @given(data=st.binary(max_size=200), sizes=cuts)
 def test_handshake_with_garbage_never_raises(data: bytes, sizes: list[int]) -> None:
-    conn = proto.Connection(RecordingHandler(), {}, Limits(), 0.0)
+    conn = Driven(RecordingHandler(), {})
     for chunk in chunked(PROTOCOL_HEADER + data, sizes):
         conn.receive_data(chunk, 1.0)
         check_output(conn.data_to_send(1.0))
@@ -240,22 +241,24 @@ def _nothing() -> None:
     return None
 
 
+def _unexpected() -> None:
+    raise AssertionError("the connection's exception net was used")
+
+
 def bridged() -> tuple[ClientConnection, Broker]:
     broker = Broker()
-    # every callback the transport passes in (wake, rearm, ...) is a no-op here
-    callbacks = {name: _nothing for name in inspect.signature(ClientConnection).parameters
-                 if name not in ("broker", "limits", "peer", "now")}
-    client = ClientConnection(broker, Limits(), "fuzz", 0.0, **callbacks)
-    conn = client.protocol
-    conn.receive_data(PROTOCOL_HEADER, 0.0)
-    conn.receive_data(method_frame(0, commands.Connection.StartOk(
+    client = ClientConnection(broker, limits(), peer="fuzz", now=0.0, wake=_nothing,
+                              rearm=_nothing)
+    client.internal_error = _unexpected  # type: ignore[method-assign]
+    client.receive(PROTOCOL_HEADER, 0.0)
+    client.receive(method_frame(0, commands.Connection.StartOk(
         client_properties={"capabilities": {"consumer_cancel_notify": True}},
         mechanism="PLAIN", response="\0guest\0guest", locale="en_US")), 0.0)
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(16, FRAME_MAX, 0)), 0.0)
-    conn.receive_data(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
-    conn.receive_data(method_frame(1, commands.Channel.Open()), 0.0)
+    client.receive(method_frame(0, commands.Connection.TuneOk(16, FRAME_MAX, 0)), 0.0)
+    client.receive(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
+    client.receive(method_frame(1, commands.Channel.Open()), 0.0)
     client.take_output(0.0)
-    assert conn.state == proto.RUNNING and client.session is not None
+    assert client.protocol.state == proto.RUNNING and client.session is not None
     return client, broker
 
 
@@ -263,11 +266,8 @@ def bridged() -> tuple[ClientConnection, Broker]:
 @given(data=st.one_of(streams, valid_streams), sizes=cuts)
 def test_receive_data_with_the_broker_never_raises(data: bytes, sizes: list[int]) -> None:
     client, broker = bridged()
-    conn = client.protocol
     for chunk in chunked(data, sizes):
-        conn.receive_data(chunk, 0.0)  # must not raise: the bridge's net is not used here
-        if client.session is not None:
-            client.session.end_of_pass()
+        client.receive(chunk, 0.0)  # the connection's exception net is never used
         check_output(client.take_output(0.0))
     client.shutdown("test over")
     check_output(client.take_output(0.0))
@@ -287,7 +287,7 @@ def test_bridged_publish_with_malformed_headers_table() -> None:
     data = (method_frame(1, commands.Basic.Publish(exchange="amq.headers", routing_key=""))
             + raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 1, flags) + table)
             + raw_frame(3, 1, b"x"))
-    client.protocol.receive_data(data, 0.0)
+    client.receive(data, 0.0)
     out = read_frames(client.take_output(0.0))
     closes: list[Any] = [f for _, f in out
                          if isinstance(f, commands.Connection.Close | commands.Channel.Close)]

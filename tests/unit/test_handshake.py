@@ -8,9 +8,11 @@ import pytest
 from helpers import (
     CAPABILITIES,
     CLIENT_PROPERTIES,
+    Driven,
     RecordingHandler,
     content_frames,
     header_payload,
+    limits,
     method_frame,
     methods,
     open_channel,
@@ -22,21 +24,21 @@ from helpers import (
 from pamqp import commands, encode
 
 from amqpbroker import errors
-from amqpbroker.protocol import connection as proto
-from amqpbroker.protocol.connection import Connection, Limits
-from amqpbroker.protocol.framing import FRAME_BODY, HEARTBEAT_FRAME, PROTOCOL_HEADER
+from amqpbroker.protocol.amqp import connection as proto
+from amqpbroker.protocol.amqp.connection import Limits
+from amqpbroker.protocol.amqp.spec import FRAME_BODY, HEARTBEAT_FRAME, PROTOCOL_HEADER
 
 LOGIN_REFUSED = ("ACCESS_REFUSED - Login was refused using authentication mechanism {}. "
                  "For details see the broker logfile.")
 
 
-def fresh(handler: Any = None, limits: Limits | None = None,
-          now: float = 0.0) -> tuple[Connection, RecordingHandler]:
+def fresh(handler: Any = None, conn_limits: Limits | None = None,
+          now: float = 0.0) -> tuple[Driven, RecordingHandler]:
     handler = RecordingHandler() if handler is None else handler
-    return Connection(handler, CAPABILITIES, limits or Limits(), now), handler
+    return Driven(handler, CAPABILITIES, conn_limits, now), handler
 
 
-def started(now: float = 0.0) -> tuple[Connection, RecordingHandler]:
+def started(now: float = 0.0) -> tuple[Driven, RecordingHandler]:
     conn, handler = fresh(now=now)
     conn.receive_data(PROTOCOL_HEADER, now)
     (_, start), = methods(conn.data_to_send(now))
@@ -44,7 +46,7 @@ def started(now: float = 0.0) -> tuple[Connection, RecordingHandler]:
     return conn, handler
 
 
-def tuned(now: float = 0.0) -> tuple[Connection, RecordingHandler]:
+def tuned(now: float = 0.0) -> tuple[Driven, RecordingHandler]:
     conn, handler = started(now)
     conn.receive_data(method_frame(0, plain_start_ok()), now)
     (_, tune), = methods(conn.data_to_send(now))
@@ -52,11 +54,11 @@ def tuned(now: float = 0.0) -> tuple[Connection, RecordingHandler]:
     return conn, handler
 
 
-def sent(conn: Connection, now: float = 0.0) -> list[tuple[int, Any]]:
+def sent(conn: Driven, now: float = 0.0) -> list[tuple[int, Any]]:
     return methods(conn.data_to_send(now))
 
 
-def assert_closed_with(conn: Connection, code: int, text: str | None = None,
+def assert_closed_with(conn: Driven, code: int, text: str | None = None,
                        class_method: tuple[int, int] | None = None,
                        now: float = 0.0) -> commands.Connection.Close:
     out = sent(conn, now)
@@ -73,7 +75,7 @@ def assert_closed_with(conn: Connection, code: int, text: str | None = None,
     return close
 
 
-def assert_dropped_silently(conn: Connection, now: float = 0.0) -> None:
+def assert_dropped_silently(conn: Driven, now: float = 0.0) -> None:
     """A handshake failure RabbitMQ answers with no Close frame, only by dropping the
     socket (after a fixed delay the transport may add)."""
     out = sent(conn, now)
@@ -408,7 +410,7 @@ def test_client_close() -> None:
 def test_server_close_waits_for_close_ok_and_drops_the_rest() -> None:
     conn, handler = open_connection()
     open_channel(conn, 1)
-    conn.close(errors.ConnectionError_(errors.CONNECTION_FORCED, "shutdown"))
+    conn.close(errors.AMQPConnectionError(errors.CONNECTION_FORCED, "shutdown"))
     assert_closed_with(conn, 320, "CONNECTION_FORCED - shutdown", (0, 0))
     assert conn.state == proto.CLOSING
     calls = len(handler.calls)
@@ -422,7 +424,7 @@ def test_server_close_waits_for_close_ok_and_drops_the_rest() -> None:
 
 def test_crossing_close_while_closing() -> None:
     conn, _ = open_connection()
-    conn.close(errors.ConnectionError_(errors.CONNECTION_FORCED, "shutdown"))
+    conn.close(errors.AMQPConnectionError(errors.CONNECTION_FORCED, "shutdown"))
     sent(conn)
     conn.receive_data(method_frame(0, commands.Connection.Close(200, "bye", 0, 0)), 0.1)
     assert [type(m) for _, m in sent(conn, 0.1)] == [commands.Connection.CloseOk]
@@ -431,7 +433,7 @@ def test_crossing_close_while_closing() -> None:
 
 def test_closing_times_out_without_close_ok() -> None:
     conn, _ = open_connection(tune=(2047, 131072, 0))
-    conn.close(errors.ConnectionError_(errors.CONNECTION_FORCED, "shutdown"))
+    conn.close(errors.AMQPConnectionError(errors.CONNECTION_FORCED, "shutdown"))
     assert conn.tick(5.0) is True
     assert conn.tick(10.5) is False
     assert conn.closed
@@ -545,7 +547,7 @@ def test_empty_publish_is_assembled() -> None:
 
 
 def test_oversized_message_closes_the_channel_after_the_body() -> None:
-    conn, handler = open_connection(limits=Limits(max_message_size=10))
+    conn, handler = open_connection(conn_limits=limits(max_message_size=10))
     open_channel(conn, 1)
     conn.receive_data(publish_frames(1, b"x" * 11), 0.0)
     (channel, close), = sent(conn)

@@ -49,6 +49,7 @@ class World(ModelWorld):
         self.clock.advance(seconds)
         self.wall.advance(seconds)
         self.broker.timers.run_due(self.clock.now)
+        self.broker.dispatch_ready()
 
     def advance_to(self, when: float) -> None:
         self.advance(when - self.clock.now)
@@ -60,6 +61,7 @@ class World(ModelWorld):
         message = make_message(exchange, routing_key, data,
                                commands.Basic.Properties(**props) if props else None)
         publish(self.channel(channel_id), (exchange, routing_key, mandatory, False), message)
+        self.vhost.ready.dispatch()
 
     def declare_queue(self, name: str, arguments: dict[str, Any] | None = None,
                       channel_id: int = 1, **kwargs: Any) -> commands.Queue.DeclareOk:
@@ -1152,7 +1154,7 @@ def test_bcc_only_target_does_not_see_bcc(w: World) -> None:
 def test_quorum_queue_refuses_global_qos(w: World) -> None:
     w.declare_queue("q", quorum(), durable=True)
     w.qos(10, global_=True)
-    with pytest.raises(errors.ConnectionError_) as exc:
+    with pytest.raises(errors.AMQPConnectionError) as exc:
         w.consume("q", "c")
     assert exc.value.reply_code == 540
     assert exc.value.reply_text == (

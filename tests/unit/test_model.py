@@ -25,7 +25,7 @@ class World:
     def __init__(self, broker: Broker | None = None) -> None:
         self.broker = broker or Broker()
         self.sink = RecordingSink()
-        session = self.broker.open_session("/", "guest", self.sink, True)
+        session = self.broker.open_session("/", "guest", self.sink, cancel_notify=True)
         assert session is not None
         self.session: Session = session
         self.vhost = session.vhost
@@ -51,6 +51,7 @@ class World:
                 properties: commands.Basic.Properties | None = None) -> None:
         publish(self.channel(channel_id), (exchange, routing_key, mandatory, False),
                 make_message(exchange, routing_key, data, properties))
+        self.vhost.ready.dispatch()
 
     def declare_queue(self, name: str, channel_id: int = 1, **kwargs: Any) -> None:
         self.call(commands.Queue.Declare(queue=name, **kwargs), channel_id)
@@ -408,7 +409,7 @@ def test_basic_get_does_not_use_prefetch_credit(w: World) -> None:
 
 
 def test_qos_prefetch_size_not_implemented(w: World) -> None:
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         w.call(commands.Basic.Qos(prefetch_size=1))
     assert info.value.reply_text == "NOT_IMPLEMENTED - prefetch_size!=0 (1)"
 
@@ -429,7 +430,7 @@ def test_no_ack_consumer_ignores_prefetch_and_holds_nothing(w: World) -> None:
 def test_reused_consumer_tag(w: World) -> None:
     w.declare_queue("q")
     w.consume("q", "dup")
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         w.consume("q", "dup")
     assert info.value.reply_text == "NOT_ALLOWED - attempt to reuse consumer tag 'dup'"
     w.consume("q", "dup", channel_id=2)  # another channel may use it
@@ -801,7 +802,7 @@ def test_flow(w: World) -> None:
     w.call(commands.Channel.Flow(active=True))
     (ok,) = w.replies()
     assert isinstance(ok, commands.Channel.FlowOk) and ok.active is True
-    with pytest.raises(errors.ConnectionError_) as info:
+    with pytest.raises(errors.AMQPConnectionError) as info:
         w.call(commands.Channel.Flow(active=False))
     assert info.value.reply_text == "NOT_IMPLEMENTED - active=false"
 
@@ -812,4 +813,4 @@ def test_broker_authenticate_and_unknown_vhost() -> None:
     assert not broker.authenticate("guest", "guest", loopback=False)
     assert not broker.authenticate("guest", "wrong", loopback=True)
     assert not broker.authenticate("nobody", "\x00", loopback=True)
-    assert broker.open_session("nope", "guest", RecordingSink(), True) is None
+    assert broker.open_session("nope", "guest", RecordingSink(), cancel_notify=True) is None

@@ -17,7 +17,7 @@ from amqpbroker import errors, names
 from amqpbroker.broker import properties
 from amqpbroker.broker.arguments import check_expiration
 from amqpbroker.broker.channel import Channel
-from amqpbroker.broker.consumer import Consumer
+from amqpbroker.broker.consumer import Consumer, ReplyConsumer
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.handlers.queue import queue_name
 from amqpbroker.broker.message import Entry, Message
@@ -117,7 +117,7 @@ def _reply(channel: Channel, mandatory: bool, message: Message) -> None:
     token = message.routing_key[len(REPLY_TO_PREFIX):]
     target = channel.session.vhost.reply_channels.get(token)
     if target is not None and target.reply_consumer is not None:
-        target.deliver(target.reply_consumer, Entry(0, message, None))
+        target.deliver_reply(Entry(0, message, None))
     elif mandatory:
         channel.sink.send_content(channel.id, commands.Basic.Return(
             reply_code=312, reply_text="NO_ROUTE", exchange="",
@@ -135,7 +135,7 @@ def _consume_reply_to(channel: Channel, method: commands.Basic.Consume) -> None:
     if tag in channel.consumers:
         raise errors.reused_consumer_tag(tag)
     token = base64.urlsafe_b64encode(os.urandom(24)).decode("ascii")
-    channel.reply_consumer = Consumer(channel, None, tag, True, False, 0, {})
+    channel.reply_consumer = ReplyConsumer(channel, tag)
     channel.reply_token = token
     channel.session.vhost.reply_channels[token] = channel
     if not method.nowait:
@@ -160,13 +160,18 @@ def nack(channel: Channel, args: tuple[int, bool, bool]) -> None:
 def qos(channel: Channel, method: commands.Basic.Qos) -> None:
     if method.prefetch_size:
         raise errors.not_implemented(f"prefetch_size!=0 ({method.prefetch_size})")
-    if method.global_:
-        channel.prefetch = method.prefetch_count
-    else:
-        channel.consumer_prefetch = method.prefetch_count
+    set_prefetch(channel, method.prefetch_count, method.global_)
     channel.sink.send_method(channel.id, commands.Basic.QosOk())
     for consumer in list(channel.consumers.values()):
         consumer.queue.dispatch()
+
+
+def set_prefetch(channel: Channel, count: int, whole_channel: bool) -> None:
+    """The credit of the channel's consumers: per consumer, or shared by the channel."""
+    if whole_channel:
+        channel.prefetch = count
+    else:
+        channel.consumer_prefetch = count
 
 
 def _timeout(channel: Channel, queue_timeout: float | None, arguments: dict[str, Any]
@@ -202,9 +207,9 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
     if queue.consumer_count and (method.exclusive or queue.has_exclusive_consumer()):
         raise errors.exclusive_consume(queue.name, queue.vhost_name)
     arguments = method.arguments or {}
-    consumer = Consumer(channel, queue, tag, method.no_ack, method.exclusive,
-                        channel.consumer_prefetch, arguments,
-                        _timeout(channel, queue.consumer_timeout, arguments))
+    consumer = Consumer(channel, queue, tag, no_ack=method.no_ack, exclusive=method.exclusive,
+                        prefetch=channel.consumer_prefetch, arguments=arguments,
+                        timeout=_timeout(channel, queue.consumer_timeout, arguments))
     channel.consumers[tag] = consumer
     if not method.nowait:
         channel.sink.send_method(channel.id, commands.Basic.ConsumeOk(consumer_tag=tag))

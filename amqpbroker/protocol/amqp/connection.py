@@ -1,15 +1,20 @@
 """The connection state machine: handshake, channel bookkeeping, heartbeats, closing.
 
-Sans-IO, in the manner of h11: `receive_data(bytes, now)` parses and dispatches, output
-accumulates in `out` and leaves through `data_to_send(now)`. The broker side is reached
-through the `Handler` interface; this module never imports the broker.
+Sans-IO, in the manner of h11: `receive_data(bytes, now)` returns the commands the bytes
+carry (`commands.py`), in wire order, as an iterator that parses as it goes, so that the
+answers the owner gives to one command (a channel closed for an error, an accepted login)
+hold for the frames after it. This module holds no output buffer: the frames it answers
+with itself come back as `Send` commands or as the return value of the call that causes
+them. It imports nothing above the protocol layer and calls nothing above it.
 
-Rules (RabbitMQ 3.13 behaviour unless the issue asks for stricter):
+Rules (RabbitMQ 3.13 behaviour):
     state        accepts                              then
     HEADER       8-byte protocol header               START (sends Connection.Start)
-    START        Connection.Start-Ok (PLAIN/AMQPLAIN) TUNE (sends Tune) or CLOSING (403)
+    START        Connection.Start-Ok (PLAIN/AMQPLAIN) LOGIN (LoginRequested)
+    LOGIN        the owner's accept_login/refuse_login TUNE (sends Tune) or CLOSING (403)
     TUNE         Connection.Tune-Ok                   OPEN
-    OPEN         Connection.Open                      RUNNING (sends Open-Ok) or CLOSING (530)
+    OPEN         Connection.Open (OpenRequested)      RUNNING (accept_open: Open-Ok) or
+                                                      CLOSING (refuse_open: 530)
     RUNNING      channel frames, Connection.Close     CLOSED (sends Close-Ok)
     CLOSING      only Close / Close-Ok, rest dropped  CLOSED
 - Frames before Open-Ok are limited to 4096 bytes; a handshake must finish in 10 s.
@@ -22,29 +27,53 @@ from __future__ import annotations
 import platform
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from pamqp import commands, decode
 
 from amqpbroker import __version__, errors
-from amqpbroker.protocol import fastcodec
-from amqpbroker.protocol.assembler import ChannelAssembler
-from amqpbroker.protocol.framing import (
+from amqpbroker.protocol.amqp import fastcodec
+from amqpbroker.protocol.amqp.assembler import ChannelAssembler
+from amqpbroker.protocol.amqp.commands import (
+    HEARTBEAT_DUE,
+    ChannelClosed,
+    ChannelOpened,
+    Command,
+    ConnectionClosed,
+    LoginRequested,
+    MethodReceived,
+    OpenRequested,
+    Publish,
+    SecretUpdated,
+    Send,
+)
+from amqpbroker.protocol.amqp.framing import decode_method, encode_method, method_index, parse_frames
+from amqpbroker.protocol.amqp.spec import (
+    BASIC_ACK,
+    BASIC_NACK,
+    BASIC_PUBLISH,
+    BASIC_REJECT,
+    CHANNEL_CLOSE,
+    CHANNEL_CLOSE_OK,
+    CHANNEL_OPEN,
+    CLASS_BASIC,
+    CLASS_CONNECTION,
+    CONNECTION_CLOSE,
+    CONNECTION_CLOSE_OK,
     FRAME_BODY,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_OVERHEAD,
-    HEARTBEAT_FRAME,
+    METHOD_BASIC_PUBLISH,
     PROTOCOL_HEADER,
-    decode_method,
-    encode_method,
-    method_index,
-    parse_frames,
+    class_of,
+    split_index,
 )
 
-HEADER, START, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(7)
+HEADER, START, LOGIN, TUNE, OPEN, RUNNING, CLOSING, CLOSED = range(8)
 
 # RabbitMQ also accepts the 0-9 and 0-8 headers, answering with their version numbers.
 ACCEPTED_HEADERS = {
@@ -54,17 +83,8 @@ ACCEPTED_HEADERS = {
     b"AMQP\x01\x01\x09\x01": (8, 0),
 }
 MIN_FRAME_MAX = 4096
-
-BASIC_PUBLISH = 0x003C0028
-BASIC_ACK = 0x003C0050
-BASIC_REJECT = 0x003C005A
-BASIC_NACK = 0x003C0078
-CHANNEL_OPEN = 0x0014000A
-CHANNEL_CLOSE = 0x00140028
-CHANNEL_CLOSE_OK = 0x00140029
-CONNECTION_CLOSE = 0x000A0032
-CONNECTION_CLOSE_OK = 0x000A0033
-CONNECTION_CLASS = 10
+_PROTOCOL_HEADER_SIZE = len(PROTOCOL_HEADER)
+_CHANNEL_OPEN_IDS = split_index(CHANNEL_OPEN)
 
 _PUBLISH_PREFIX = BASIC_PUBLISH.to_bytes(4, "big")
 
@@ -75,36 +95,21 @@ _FAST_DECODERS: dict[int, Callable[[bytes], Any]] = {
     BASIC_NACK: fastcodec.decode_nack,
 }
 
-
-class Handler(Protocol):
-    """What the connection needs from the broker side."""
-
-    def authenticate(self, mechanism: str, username: str, password: str | None) -> bool:
-        """Check a login; `password` is None for EXTERNAL (a verified certificate)."""
-    def update_secret(self, username: str, secret: bytes, reason: str) -> None:
-        """Connection.Update-Secret; raises ConnectionError_ to refuse the new secret."""
-    def open_vhost(self, vhost: str) -> None: ...
-    def on_channel_open(self, channel: int) -> None: ...
-    def on_channel_closed(self, channel: int) -> None: ...
-    def on_method(self, channel: int, index: int, args: Any) -> None: ...
-    def on_publish(self, channel: int, args: tuple[str, str, bool, bool], header: bytes,
-                   info: fastcodec.HeaderInfo, body: bytes) -> None: ...
-    def on_closed(self) -> None: ...
+_new_tuple = tuple.__new__
 
 
+@dataclass(frozen=True, slots=True)
 class Limits:
-    """The negotiable and fixed limits of one connection."""
+    """The negotiable and fixed limits of one connection; the values come from the
+    broker's settings (`app.connection_limits`), which hold the defaults."""
 
-    def __init__(self, channel_max: int = 2047, frame_max: int = 131072, heartbeat: int = 60,
-                 handshake_timeout: float = 10.0, max_message_size: int = 134217728,
-                 pre_auth_frame_max: int = 4096, max_table_depth: int = 64) -> None:
-        self.channel_max = channel_max
-        self.frame_max = frame_max
-        self.heartbeat = heartbeat
-        self.handshake_timeout = handshake_timeout
-        self.max_message_size = max_message_size
-        self.pre_auth_frame_max = pre_auth_frame_max
-        self.max_table_depth = max_table_depth
+    channel_max: int
+    frame_max: int
+    heartbeat: int
+    handshake_timeout: float
+    max_message_size: int
+    pre_auth_frame_max: int
+    max_table_depth: int
 
 
 def server_properties(capabilities: dict[str, bool]) -> dict[str, Any]:
@@ -123,15 +128,13 @@ def server_properties(capabilities: dict[str, bool]) -> dict[str, Any]:
 class Connection:
     """One AMQP connection's protocol state, without IO."""
 
-    def __init__(self, handler: Handler, capabilities: dict[str, bool], limits: Limits,
-                 now: float, external_user: str | None = None) -> None:
-        self.handler = handler
+    def __init__(self, *, capabilities: dict[str, bool], limits: Limits, now: float,
+                 external_user: str | None = None) -> None:
         # The common name of a verified TLS client certificate: offers SASL EXTERNAL.
         self.external_user = external_user
         self.capabilities = capabilities
         self.limits = limits
         self.state = HEADER
-        self.out: list[bytes] = []
         self.buffer = bytearray()
         self.channel_max = limits.channel_max
         self.frame_max = limits.frame_max
@@ -141,6 +144,7 @@ class Connection:
         self.closing_channels: set[int] = set()
         self.client_properties: dict[str, Any] = {}
         self.username = ""
+        self.password: str | None = None
         self.mechanism = ""
         self.vhost = ""
         self.started_at = now
@@ -149,19 +153,8 @@ class Connection:
         self.close_reason: str | None = None
         self.hold_publishes = False  # a resource alarm: do not take publishes
         self.paused = False  # a publish is waiting in the buffer for the alarm to clear
-
-    # --- output -------------------------------------------------------------------
-
-    def send_method(self, channel: int, method: Any) -> None:
-        self.out.append(encode_method(channel, method))
-
-    def data_to_send(self, now: float) -> bytes:
-        out = self.out
-        if not out:
-            return b""
-        self.last_sent = now
-        self.out = []
-        return out[0] if len(out) == 1 else b"".join(out)
+        self._announced = False  # the owner knows the connection is over
+        self._drop_batch = False  # the owner closed it: the frames of this pass are dropped
 
     @property
     def closed(self) -> bool:
@@ -172,29 +165,42 @@ class Connection:
         caps = self.client_properties.get("capabilities")
         return caps if isinstance(caps, dict) else {}
 
+    def data_sent(self, now: float) -> None:
+        """The owner wrote output: the heartbeat we owe counts from now."""
+        self.last_sent = now
+
     # --- input --------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Parse and dispatch everything complete in `data` (plus what was buffered)."""
+    def receive_data(self, data: bytes, now: float) -> Iterator[Command]:
+        """Buffer `data`; the commands of every complete frame buffered, in order.
+
+        Handle each command before taking the next: later frames are read in the state
+        the answers leave behind."""
         self.last_received = now
+        if self.state != CLOSED:
+            self.buffer += data
+        return self._commands()
+
+    def _commands(self) -> Iterator[Command]:
+        self._drop_batch = False
         if self.state == CLOSED:
             return
         buffer = self.buffer
-        buffer += data
         try:
             if self.state == HEADER:
-                if len(buffer) < 8:
+                if len(buffer) < _PROTOCOL_HEADER_SIZE:
                     return
-                version = ACCEPTED_HEADERS.get(bytes(buffer[:8]))
+                version = ACCEPTED_HEADERS.get(bytes(buffer[:_PROTOCOL_HEADER_SIZE]))
                 if version is None:
-                    self.out.append(PROTOCOL_HEADER)
                     self._finish("bad protocol header")
+                    yield Send(PROTOCOL_HEADER)
+                    yield from self._announce()
                     return
-                del buffer[:8]
-                self._send_start(*version)
+                del buffer[:_PROTOCOL_HEADER_SIZE]
+                yield Send(self._start(*version))
             while self.state != CLOSED:
                 if self.hold_publishes:
-                    self._receive_until_publish()
+                    yield from self._until_publish()
                     return
                 frames, used = self._parse(-1)
                 if used:
@@ -202,29 +208,43 @@ class Connection:
                 if not frames:
                     return
                 for frame_type, channel, payload in frames:
-                    self._frame(frame_type, channel, payload)
-                    if self.state == CLOSED:
-                        return
+                    command = self._frame(frame_type, channel, payload)
+                    if command is not None:
+                        yield command
+                    if self.state >= CLOSING:
+                        if self._drop_batch:
+                            self._drop_batch = False
+                            return
+                        yield from self._announce()
+                        if self.state == CLOSED:
+                            return
                     if self.hold_publishes:
                         break
-        except errors.ConnectionError_ as exc:
+        except errors.AMQPConnectionError as exc:
             if self.state < RUNNING:
                 self._finish(exc.reply_text)
             else:
-                self.close(exc)
+                yield Send(self._close(exc))
+            yield from self._announce()
         except errors.HandshakeFailed as exc:
             self._finish(str(exc))
+            yield from self._announce()
+
+    def _announce(self) -> Iterator[Command]:
+        if not self._announced:
+            self._announced = True
+            yield ConnectionClosed(self.close_reason or "closed")
 
     def _parse(self, max_frames: int) -> tuple[list[tuple[int, int, bytes]], int]:
         """Frames off the buffer; after a framing error the rest of the input is
         meaningless, so it is dropped (the peer's Close-Ok comes in a later read)."""
         try:
             return parse_frames(self.buffer, self.max_payload, max_frames)
-        except errors.ConnectionError_:
+        except errors.AMQPConnectionError:
             self.buffer.clear()
             raise
 
-    def _receive_until_publish(self) -> None:
+    def _until_publish(self) -> Iterator[Command]:
         """Under a resource alarm: process frame by frame and stop, leaving it buffered,
         at the first Basic.Publish (RabbitMQ's connection.blocked behaviour)."""
         buffer = self.buffer
@@ -238,75 +258,76 @@ class Connection:
                 self.paused = True
                 return
             del buffer[:used]
-            self._frame(frame_type, channel, payload)
+            command = self._frame(frame_type, channel, payload)
+            if command is not None:
+                yield command
+            if self.state >= CLOSING:
+                if self._drop_batch:
+                    self._drop_batch = False
+                    return
+                yield from self._announce()
 
-    def resume(self, now: float) -> None:
-        """The alarm cleared: process what was held back."""
+    def resume(self, now: float) -> Iterator[Command]:
+        """The alarm cleared: the commands held back."""
         self.hold_publishes = False
         self.paused = False
-        self.receive_data(b"", now)
+        return self.receive_data(b"", now)
 
-    def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+    def _frame(self, frame_type: int, channel: int, payload: bytes) -> Command | None:
         if channel and self.state == RUNNING:  # the common case first
             if frame_type == FRAME_METHOD:
-                self._channel_method(channel, payload)
-                return
+                return self._channel_method(channel, payload)
             if frame_type != FRAME_HEARTBEAT:
-                self._content(frame_type, channel, payload)
-                return
+                return self._content(frame_type, channel, payload)
         if self.state == CLOSING:
             if frame_type == FRAME_METHOD and channel == 0:
                 index = method_index(payload)
                 if index == CONNECTION_CLOSE_OK:
                     self._finish(self.close_reason or "closed")
                 elif index == CONNECTION_CLOSE:
-                    self.send_method(0, commands.Connection.CloseOk())
                     self._finish(self.close_reason or "closed")
-            return
+                    return Send(encode_method(0, commands.Connection.CloseOk()))
+            return None
         if frame_type == FRAME_HEARTBEAT:
             if channel != 0:
-                raise errors.ConnectionError_(
+                raise errors.AMQPConnectionError(
                     errors.UNEXPECTED_FRAME, f"type {FRAME_HEARTBEAT}, all octets = <<>>"
                 )
-            return
+            return None
         if channel == 0:
             if frame_type != FRAME_METHOD:
-                raise errors.ConnectionError_(
+                raise errors.AMQPConnectionError(
                     errors.UNEXPECTED_FRAME, "expected method frame, got non method frame instead"
                 )
-            self._connection_method(payload)
-            return
+            return self._connection_method(payload)
         if self.state != RUNNING:
             raise errors.HandshakeFailed("channel frame before the connection was open")
         if frame_type == FRAME_METHOD:
-            self._channel_method(channel, payload)
-            return
-        self._content(frame_type, channel, payload)
+            return self._channel_method(channel, payload)
+        return self._content(frame_type, channel, payload)
 
-    def _content(self, frame_type: int, channel: int, payload: bytes) -> None:
+    def _content(self, frame_type: int, channel: int, payload: bytes) -> Command | None:
         """A content header or body frame on an open connection."""
         assembler = self.channels.get(channel)
         if assembler is None:
             if channel in self.closing_channels:
-                return
-            raise errors.ConnectionError_(errors.CHANNEL_ERROR, "expected 'channel.open'")
+                return None
+            raise errors.AMQPConnectionError(errors.CHANNEL_ERROR, "expected 'channel.open'")
         if frame_type == FRAME_HEADER:
             done = assembler.content_header(payload)
         else:
             done = assembler.content_body(payload)
         if not done:
-            return
+            return None
         try:
             body = assembler.take_body() if frame_type == FRAME_BODY else b""
-            self.handler.on_publish(channel, assembler.args,  # type: ignore[arg-type]
-                                    assembler.header, assembler.info,  # type: ignore[arg-type]
-                                    body)
         except errors.ChannelError as exc:
-            self.close_channel(channel, exc.at(60, 40))
-        except errors.ConnectionError_ as exc:
-            raise exc.at(60, 40) from None
+            return ChannelClosed(channel, self.close_channel(
+                channel, exc.at(CLASS_BASIC, METHOD_BASIC_PUBLISH)))
+        return _new_tuple(Publish, (channel, assembler.args, assembler.header, assembler.info,
+                                    body))
 
-    def _channel_method(self, channel: int, payload: bytes) -> None:
+    def _channel_method(self, channel: int, payload: bytes) -> Command | None:
         index = method_index(payload)
         assembler = self.channels.get(channel)
         if assembler is None:
@@ -314,121 +335,104 @@ class Connection:
                 if index == CHANNEL_CLOSE_OK:
                     self.closing_channels.discard(channel)
                 elif index == CHANNEL_CLOSE:
-                    self.send_method(channel, commands.Channel.CloseOk())
                     self.closing_channels.discard(channel)
-                return
+                    return Send(encode_method(channel, commands.Channel.CloseOk()))
+                return None
             if index == CHANNEL_OPEN and len(self.channels) >= self.channel_max:
-                raise errors.ConnectionError_(
+                raise errors.AMQPConnectionError(
                     errors.NOT_ALLOWED,
                     f"number of channels opened ({len(self.channels)}) has reached the "
                     f"negotiated channel_max ({self.channel_max})",
                 )
             if index != CHANNEL_OPEN:
-                raise errors.ConnectionError_(
-                    errors.CHANNEL_ERROR, "expected 'channel.open'", index >> 16, index & 0xFFFF
+                raise errors.AMQPConnectionError(
+                    errors.CHANNEL_ERROR, "expected 'channel.open'", *split_index(index)
                 )
             decode_method(index, payload, self.limits.max_table_depth)
             self.channels[channel] = ChannelAssembler(self.limits.max_message_size)
-            self.send_method(channel, commands.Channel.OpenOk())
-            self.handler.on_channel_open(channel)
-            return
+            return ChannelOpened(channel, encode_method(channel, commands.Channel.OpenOk()))
         fast = _FAST_DECODERS.get(index)
         if fast is not None:
             try:
                 args = fast(payload)
             except ValueError as exc:
-                raise errors.ConnectionError_(
-                    errors.FRAME_ERROR, "cannot decode method", index >> 16, index & 0xFFFF
+                raise errors.AMQPConnectionError(
+                    errors.FRAME_ERROR, "cannot decode method", *split_index(index)
                 ) from exc
         else:
             args = decode_method(index, payload, self.limits.max_table_depth)
-            if index >> 16 == CONNECTION_CLASS:
-                raise errors.ConnectionError_(
-                    errors.COMMAND_INVALID, "unimplemented method", index >> 16, index & 0xFFFF
+            if class_of(index) == CLASS_CONNECTION:
+                raise errors.AMQPConnectionError(
+                    errors.COMMAND_INVALID, "unimplemented method", *split_index(index)
                 )
         if assembler.method(index, args):
-            return
+            return None
         if index == CHANNEL_CLOSE:
             del self.channels[channel]
-            self.send_method(channel, commands.Channel.CloseOk())
-            self.handler.on_channel_closed(channel)
-            return
+            return ChannelClosed(channel, encode_method(channel, commands.Channel.CloseOk()))
         if index == CHANNEL_OPEN:
-            raise errors.ConnectionError_(
-                errors.CHANNEL_ERROR, "second 'channel.open' seen", 20, 10
+            raise errors.AMQPConnectionError(
+                errors.CHANNEL_ERROR, "second 'channel.open' seen", *_CHANNEL_OPEN_IDS
             )
         if index == CHANNEL_CLOSE_OK:
-            return
-        try:
-            self.handler.on_method(channel, index, args)
-        except errors.ChannelError as exc:
-            self.close_channel(channel, exc.at(index >> 16, index & 0xFFFF))
-        except errors.ConnectionError_ as exc:
-            raise exc.at(index >> 16, index & 0xFFFF) from None
+            return None
+        return _new_tuple(MethodReceived, (channel, index, args))
 
-    def close_channel(self, channel: int, error: errors.AMQPError) -> None:
-        """Close one channel from the server side (a soft error)."""
+    def close_channel(self, channel: int, error: errors.AMQPError) -> bytes:
+        """Close one channel from the server side (a soft error): the Channel.Close to
+        send, or nothing when the channel is not open."""
         if self.channels.pop(channel, None) is None:
-            return
+            return b""
         self.closing_channels.add(channel)
-        self.send_method(channel, commands.Channel.Close(
+        return encode_method(channel, commands.Channel.Close(
             error.reply_code, error.reply_text, error.class_id, error.method_id))
-        self.handler.on_channel_closed(channel)
 
     # --- connection class ------------------------------------------------------------
 
-    def _send_start(self, major: int, minor: int) -> None:
+    def _start(self, major: int, minor: int) -> bytes:
         self.state = START
-        self.send_method(0, commands.Connection.Start(
+        return encode_method(0, commands.Connection.Start(
             version_major=major, version_minor=minor,
             server_properties=server_properties(self.capabilities),
             mechanisms="PLAIN AMQPLAIN" + (" EXTERNAL" if self.external_user else ""),
             locales="en_US",
         ))
 
-    def _connection_method(self, payload: bytes) -> None:
+    def _connection_method(self, payload: bytes) -> Command | None:
         index = method_index(payload)
         method = decode_method(index, payload, self.limits.max_table_depth)
-        if index >> 16 != CONNECTION_CLASS:
+        if class_of(index) != CLASS_CONNECTION:
             if self.state != RUNNING:
                 raise errors.HandshakeFailed("method on channel 0 before the connection was open")
-            raise errors.ConnectionError_(
+            raise errors.AMQPConnectionError(
                 errors.CHANNEL_ERROR, "unexpected method in connection state running",
-                index >> 16, index & 0xFFFF,
+                *split_index(index),
             )
         if isinstance(method, commands.Connection.StartOk) and self.state == START:
-            self._start_ok(method)
-        elif isinstance(method, commands.Connection.TuneOk) and self.state == TUNE:
+            return self._start_ok(method)
+        if isinstance(method, commands.Connection.TuneOk) and self.state == TUNE:
             self._tune_ok(method)
-        elif isinstance(method, commands.Connection.Open) and self.state == OPEN:
-            try:
-                self.handler.open_vhost(method.virtual_host)
-            except errors.ConnectionError_ as exc:
-                self.close(exc)
-                return
-            self.vhost = method.virtual_host
-            self.state = RUNNING
-            self.max_payload = self.frame_max - FRAME_OVERHEAD
-            self.send_method(0, commands.Connection.OpenOk())
-        elif isinstance(method, commands.Connection.Close):
-            self.send_method(0, commands.Connection.CloseOk())
+            return None
+        if isinstance(method, commands.Connection.Open) and self.state == OPEN:
+            return OpenRequested(method.virtual_host)
+        if isinstance(method, commands.Connection.Close):
             self._finish(f"closed by client: {method.reply_code} {method.reply_text}")
-        elif isinstance(method, commands.Connection.CloseOk):
+            return Send(encode_method(0, commands.Connection.CloseOk()))
+        if isinstance(method, commands.Connection.CloseOk):
             self._finish("closed")
-        elif isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
+            return None
+        if isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
             secret = method.new_secret
             if isinstance(secret, str):
                 secret = secret.encode("utf-8")
-            self.handler.update_secret(self.username, secret, method.reason)
-            self.send_method(0, commands.Connection.UpdateSecretOk())
-        elif self.state != RUNNING:
+            return SecretUpdated(self.username, secret, method.reason)
+        if self.state != RUNNING:
             raise errors.HandshakeFailed(f"unexpected {method.name} during the handshake")
-        else:
-            raise errors.ConnectionError_(
-                errors.COMMAND_INVALID, "unimplemented method", index >> 16, index & 0xFFFF
-            )
+        raise errors.AMQPConnectionError(
+            errors.COMMAND_INVALID, "unimplemented method", *split_index(index)
+        )
 
-    def _start_ok(self, method: commands.Connection.StartOk) -> None:
+    def _start_ok(self, method: commands.Connection.StartOk) -> LoginRequested:
         props = method.client_properties
         self.client_properties = props if isinstance(props, dict) else {}
         mechanism = method.mechanism
@@ -444,16 +448,26 @@ class Connection:
         username, password = credentials
         self.mechanism = mechanism
         self.username = username
-        if not self.handler.authenticate(mechanism, username, password):
-            if not self.client_capabilities.get("authentication_failure_close"):
-                raise errors.HandshakeFailed(f"login refused for user {username!r}")
-            self.close(errors.login_refused(mechanism))
-            return
+        self.state = LOGIN
+        return LoginRequested(mechanism, username, password)
+
+    def accept_login(self) -> bytes:
+        """The login is good: the Connection.Tune to send."""
         self.state = TUNE
-        self.send_method(0, commands.Connection.Tune(
+        return encode_method(0, commands.Connection.Tune(
             channel_max=self.limits.channel_max, frame_max=self.limits.frame_max,
             heartbeat=self.limits.heartbeat,
         ))
+
+    def refuse_login(self) -> bytes:
+        """The login is refused: a 403 Close if the client understands it, otherwise the
+        connection just ends (as RabbitMQ does)."""
+        if not self.client_capabilities.get("authentication_failure_close"):
+            self._finish(f"login refused for user {self.username!r}")
+            self._announced = True
+            return b""
+        self._announced = True
+        return self._close(errors.login_refused(self.mechanism))
 
     def _tune_ok(self, method: commands.Connection.TuneOk) -> None:
         ours = self.limits
@@ -472,23 +486,46 @@ class Connection:
         self.heartbeat = method.heartbeat
         self.state = OPEN
 
+    def accept_open(self, vhost: str) -> bytes:
+        """The vhost is open: the Connection.Open-Ok to send."""
+        self.vhost = vhost
+        self.state = RUNNING
+        self.max_payload = self.frame_max - FRAME_OVERHEAD
+        return encode_method(0, commands.Connection.OpenOk())
+
+    def refuse_open(self, error: errors.AMQPError) -> bytes:
+        """The vhost cannot be opened: the Connection.Close to send."""
+        self._announced = True
+        return self._close(error)
+
+    def accept_secret(self) -> bytes:
+        """The new secret is taken: the Connection.Update-Secret-Ok to send."""
+        return encode_method(0, commands.Connection.UpdateSecretOk())
+
     # --- closing and time ---------------------------------------------------------------
 
-    def close(self, error: errors.AMQPError) -> None:
-        """Close the connection from the server side with a Connection.Close."""
+    def close(self, error: errors.AMQPError) -> bytes:
+        """Close the connection from the server side: the Connection.Close to send. The
+        rest of the frames read in this pass are dropped."""
         if self.state in (CLOSING, CLOSED):
-            return
+            return b""
+        self._drop_batch = True
+        self._announced = True
+        return self._close(error)
+
+    def _close(self, error: errors.AMQPError) -> bytes:
         if self.state == HEADER:
             self._finish(error.reply_text)
-            return
-        self.send_method(0, commands.Connection.Close(
-            error.reply_code, error.reply_text, error.class_id, error.method_id))
+            return b""
         self.close_reason = error.reply_text
         self.state = CLOSING
-        self._release()
+        self.channels.clear()
+        self.closing_channels.clear()
+        return encode_method(0, commands.Connection.Close(
+            error.reply_code, error.reply_text, error.class_id, error.method_id))
 
     def connection_lost(self, reason: str) -> None:
-        """The socket is gone (or we dropped it): release everything, send nothing."""
+        """The socket is gone (or we dropped it): nothing more is sent or read."""
         if self.state != CLOSED:
             self._finish(reason)
 
@@ -496,41 +533,35 @@ class Connection:
         if self.close_reason is None:
             self.close_reason = reason
         self.state = CLOSED
-        self._release()
-
-    def _release(self) -> None:
-        """Tell the broker side, once, that this connection is over."""
         self.channels.clear()
         self.closing_channels.clear()
-        handler, self.handler = self.handler, _Released()
-        handler.on_closed()
 
-    def tick(self, now: float) -> bool:
-        """Check the deadlines; queue a heartbeat if due. False: drop the connection now."""
+    def tick(self, now: float) -> Command | None:
+        """Check the deadlines: `HeartbeatDue`, `ConnectionClosed` (drop the connection
+        now) or None."""
         if self.state == CLOSED:
-            return False
+            return ConnectionClosed(self.close_reason or "closed")
         if self.state != RUNNING and self.state != CLOSING:
             if now - self.started_at > self.limits.handshake_timeout:
                 self._finish("handshake timeout")
-                return False
-            return True
+                return ConnectionClosed("handshake timeout")
+            return None
         if self.state == CLOSING:
             if now - self.last_received > max(self.limits.handshake_timeout, 2 * self.heartbeat):
                 self._finish(self.close_reason or "close timeout")
-                return False
-            return True
+                return ConnectionClosed(self.close_reason or "close timeout")
+            return None
         heartbeat = self.heartbeat
         if self.paused:
             self.last_received = now  # we are not reading; its silence is ours
         if heartbeat:
             if now - self.last_received > 2 * heartbeat:
                 self._finish(f"missed heartbeats from client, timeout: {heartbeat}s")
-                return False
+                return ConnectionClosed(self.close_reason or "missed heartbeats")
             if now - self.last_sent >= heartbeat / 2:
                 self.last_sent = now
-                if not self.out:
-                    self.out.append(HEARTBEAT_FRAME)
-        return True
+                return HEARTBEAT_DUE
+        return None
 
     def next_deadline(self) -> float:
         """When `tick` next has something to do."""
@@ -541,13 +572,6 @@ class Connection:
         if not self.heartbeat:
             return float("inf")
         return min(self.last_received + 2 * self.heartbeat, self.last_sent + self.heartbeat / 2)
-
-
-class _Released:
-    """Stands in for the handler once the connection has released the broker side."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
 
 
 def _parse_credentials(mechanism: str, response: bytes) -> tuple[str, str] | None:

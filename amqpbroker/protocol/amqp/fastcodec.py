@@ -27,8 +27,22 @@ from typing import NamedTuple
 
 from pamqp import decode as _pamqp_decode
 
+from amqpbroker.protocol.amqp.spec import (
+    CLASS_BASIC,
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_END_BYTE,
+    FRAME_HEADER,
+    FRAME_METHOD,
+    FRAME_OVERHEAD,
+    METHOD_BASIC_ACK,
+    METHOD_BASIC_DELIVER,
+    METHOD_BASIC_NACK,
+)
+
 __all__ = [
     "HeaderInfo",
+    "PublishArgs",
     "decode_ack",
     "decode_headers",
     "decode_nack",
@@ -43,8 +57,6 @@ __all__ = [
     "table_depth",
 ]
 
-FRAME_END = b"\xce"
-BASIC_CLASS_ID = 60
 
 # type(octet) channel(short) size(long)
 _FRAME_HEADER = struct.Struct(">BHI")
@@ -121,13 +133,22 @@ class HeaderInfo(NamedTuple):
     user_id: str | None
 
 
+class PublishArgs(NamedTuple):
+    """The arguments of a Basic.Publish."""
+
+    exchange: str
+    routing_key: str
+    mandatory: bool
+    immediate: bool
+
+
 # NamedTuple's generated __new__ costs twice as much as building the tuple directly.
 _new_tuple = tuple.__new__
 
 # --------------------------------------------------------------------------- decoding
 
 
-def decode_publish(payload: bytes | memoryview) -> tuple[str, str, bool, bool]:
+def decode_publish(payload: bytes | memoryview) -> PublishArgs:
     """Basic.Publish (60/40) method payload -> (exchange, routing_key, mandatory, immediate).
 
     The ticket short is skipped. Raises ValueError on truncated input or invalid UTF-8.
@@ -138,12 +159,12 @@ def decode_publish(payload: bytes | memoryview) -> tuple[str, str, bool, bool]:
         bits = payload[rk_end]  # present => both names above are complete
     except IndexError:
         raise ValueError("truncated Basic.Publish") from None
-    return (
+    return _new_tuple(PublishArgs, (
         str(payload[7:end], "utf-8"),
         str(payload[end + 1 : rk_end], "utf-8"),
         bool(bits & 1),
         bool(bits & 2),
-    )
+    ))
 
 
 def decode_ack(payload: bytes | memoryview) -> tuple[int, bool]:
@@ -179,10 +200,10 @@ def decode_nack(payload: bytes | memoryview) -> tuple[int, bool, bool]:
 def encode_method_frame(channel: int, payload: bytes) -> bytes:
     """Wrap an already encoded method payload (class and method ids first) in a frame."""
     try:
-        head = _FRAME_HEADER.pack(1, channel, len(payload))
+        head = _FRAME_HEADER.pack(FRAME_METHOD, channel, len(payload))
     except struct.error:
         raise ValueError("channel out of range") from None
-    return head + payload + FRAME_END
+    return head + payload + FRAME_END_BYTE
 
 
 def encode_content(channel: int, header_payload: bytes, body: bytes, frame_max: int) -> bytes:
@@ -193,11 +214,11 @@ def encode_content(channel: int, header_payload: bytes, body: bytes, frame_max: 
     """
     parts: list[bytes | memoryview] = []
     try:
-        parts.append(_FRAME_HEADER.pack(2, channel, len(header_payload)))
+        parts.append(_FRAME_HEADER.pack(FRAME_HEADER, channel, len(header_payload)))
     except struct.error:
         raise ValueError("channel out of range") from None
     parts.append(header_payload)
-    parts.append(FRAME_END)
+    parts.append(FRAME_END_BYTE)
     _append_body(parts, channel, body, frame_max)
     return b"".join(parts)
 
@@ -225,25 +246,26 @@ def encode_deliver(
     try:
         parts: list[bytes | memoryview] = [
             _DELIVER_HEAD.pack(
-                1, channel, _DELIVER_FIXED + ct_len + ex_len + rk_len, 60, 60, ct_len
+                FRAME_METHOD, channel, _DELIVER_FIXED + ct_len + ex_len + rk_len, CLASS_BASIC,
+                METHOD_BASIC_DELIVER, ct_len,
             ),
             consumer_tag,
             _DELIVER_MID.pack(delivery_tag, 1 if redelivered else 0, ex_len),
             exchange,
             _OCTETS[rk_len],
             routing_key,
-            _END_AND_FRAME_HEADER.pack(0xCE, 2, channel, len(header_payload)),
+            _END_AND_FRAME_HEADER.pack(FRAME_END, FRAME_HEADER, channel, len(header_payload)),
             header_payload,
         ]
     except (struct.error, IndexError):
         raise ValueError("Basic.Deliver field out of range") from None
-    if body_len and (body_len <= frame_max - 8 or frame_max == 0):
+    if body_len and (body_len <= frame_max - FRAME_OVERHEAD or frame_max == 0):
         # the common case: one body frame
-        parts.append(_END_AND_FRAME_HEADER.pack(0xCE, 3, channel, body_len))
+        parts.append(_END_AND_FRAME_HEADER.pack(FRAME_END, FRAME_BODY, channel, body_len))
         parts.append(body)
-        parts.append(FRAME_END)
+        parts.append(FRAME_END_BYTE)
     else:
-        parts.append(FRAME_END)
+        parts.append(FRAME_END_BYTE)
         _append_body(parts, channel, body, frame_max)
     return b"".join(parts)
 
@@ -258,28 +280,29 @@ def _append_body(
     if frame_max == 0:
         chunk = size
     else:
-        chunk = frame_max - 8
+        chunk = frame_max - FRAME_OVERHEAD
         if chunk <= 0:
             raise ValueError("frame_max too small for a body frame")
     if size <= chunk:
-        parts.append(_FRAME_HEADER.pack(3, channel, size))
+        parts.append(_FRAME_HEADER.pack(FRAME_BODY, channel, size))
         parts.append(body)
-        parts.append(FRAME_END)
+        parts.append(FRAME_END_BYTE)
         return
     view = memoryview(body)
     pack = _FRAME_HEADER.pack
     for start in range(0, size, chunk):
         piece = view[start : start + chunk]
-        parts.append(pack(3, channel, len(piece)))
+        parts.append(pack(FRAME_BODY, channel, len(piece)))
         parts.append(piece)
-        parts.append(FRAME_END)
+        parts.append(FRAME_END_BYTE)
 
 
 def encode_ack(channel: int, delivery_tag: int, multiple: bool) -> bytes:
     """A whole Basic.Ack frame (server -> client, publisher confirms)."""
     try:
         return _ACK_FRAME.pack(
-            1, channel, _ACK_PAYLOAD_SIZE, 60, 80, delivery_tag, 1 if multiple else 0, 0xCE
+            FRAME_METHOD, channel, _ACK_PAYLOAD_SIZE, CLASS_BASIC, METHOD_BASIC_ACK, delivery_tag,
+            1 if multiple else 0, FRAME_END,
         )
     except struct.error:
         raise ValueError("Basic.Ack field out of range") from None
@@ -289,7 +312,8 @@ def encode_nack(channel: int, delivery_tag: int, multiple: bool, requeue: bool) 
     """A whole Basic.Nack frame (server -> client, publisher confirms)."""
     bits = (1 if multiple else 0) | (2 if requeue else 0)
     try:
-        return _ACK_FRAME.pack(1, channel, _ACK_PAYLOAD_SIZE, 60, 120, delivery_tag, bits, 0xCE)
+        return _ACK_FRAME.pack(FRAME_METHOD, channel, _ACK_PAYLOAD_SIZE, CLASS_BASIC,
+                               METHOD_BASIC_NACK, delivery_tag, bits, FRAME_END)
     except struct.error:
         raise ValueError("Basic.Nack field out of range") from None
 
@@ -318,7 +342,7 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
         class_id, body_size, flags = _CONTENT_HEADER.unpack_from(hp, 0)
     except struct.error:
         raise ValueError("truncated content header") from None
-    if class_id != BASIC_CLASS_ID:
+    if class_id != CLASS_BASIC:
         raise ValueError("content header class id is not 60 (basic)")
     if flags & _CONTINUATION:
         raise ValueError("content header property flags continue past 16 bits")

@@ -13,18 +13,19 @@ from typing import Any
 from pamqp import base, commands
 
 from amqpbroker import errors
-from amqpbroker.protocol.fastcodec import encode_method_frame, table_depth
+from amqpbroker.protocol.amqp.fastcodec import encode_method_frame, table_depth
+from amqpbroker.protocol.amqp.spec import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_OVERHEAD,
+    split_index,
+)
 
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
-FRAME_END = 0xCE
-FRAME_OVERHEAD = 8
-HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
-
-_FRAME_HEADER = struct.Struct(">BHI")
+_FRAME_HEADER = struct.Struct(">BHI")  # type, channel, size
+_HEAD_SIZE = _FRAME_HEADER.size
 _METHOD_INDEX = struct.Struct(">I")
 _LENGTH = struct.Struct(">I")
 _FIXED_ARGUMENTS = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
@@ -74,27 +75,27 @@ def parse_frames(buffer: bytearray, max_payload: int,
     while end - pos >= FRAME_OVERHEAD and len(frames) != max_frames:
         frame_type, channel, size = unpack(data, pos)
         if size > max_payload:
-            raise errors.ConnectionError_(
+            raise errors.AMQPConnectionError(
                 errors.FRAME_ERROR,
                 f"type {frame_type}, all octets = <<>>: "
                 f"{{frame_too_large,{size},{max_payload}}}",
             )
-        stop = pos + 7 + size
+        stop = pos + _HEAD_SIZE + size
         if end <= stop:
             break
         if frame_type not in _FRAME_TYPES:
-            payload = data[pos + 7 : stop]
-            raise errors.ConnectionError_(
+            payload = data[pos + _HEAD_SIZE : stop]
+            raise errors.AMQPConnectionError(
                 errors.FRAME_ERROR,
                 f"type {frame_type}, all octets = {erlang_binary(payload)}: unknown_frame",
             )
         if data[stop] != FRAME_END:
-            raise errors.ConnectionError_(
+            raise errors.AMQPConnectionError(
                 errors.FRAME_ERROR,
-                f"type {frame_type}, all octets = {erlang_binary(data[pos + 7 : stop])}"
+                f"type {frame_type}, all octets = {erlang_binary(data[pos + _HEAD_SIZE : stop])}"
                 f": {{invalid_frame_end_marker,{data[stop]}}}",
             )
-        append((frame_type, channel, data[pos + 7 : stop]))
+        append((frame_type, channel, data[pos + _HEAD_SIZE : stop]))
         pos = stop + 1
     return frames, pos
 
@@ -102,7 +103,7 @@ def parse_frames(buffer: bytearray, max_payload: int,
 def method_index(payload: bytes) -> int:
     """The class and method id of a method frame payload as one int (class << 16 | method)."""
     if len(payload) < 4:
-        raise errors.ConnectionError_(
+        raise errors.AMQPConnectionError(
             errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload)}"
         )
     return _METHOD_INDEX.unpack_from(payload)[0]
@@ -139,27 +140,26 @@ def decode_method(index: int, payload: bytes, max_depth: int = 64) -> base.Frame
     """Decode a method that is not on the hot path with pamqp, after `check_arguments`."""
     cls = commands.INDEX_MAPPING.get(index)
     if cls is None:
-        raise errors.ConnectionError_(
-            errors.NOT_IMPLEMENTED, "unknown method", index >> 16, index & 0xFFFF
+        raise errors.AMQPConnectionError(
+            errors.NOT_IMPLEMENTED, "unknown method", *split_index(index)
         )
     try:
         check_arguments(cls, payload, max_depth)
     except (ValueError, IndexError, struct.error) as exc:
-        raise errors.ConnectionError_(
+        raise errors.AMQPConnectionError(
             errors.FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:68])}",
-            index >> 16, index & 0xFFFF,
+            *split_index(index),
         ) from exc
     method = cls.__new__(cls)
     try:
         method.unmarshal(payload[4:])
     except UnicodeDecodeError as exc:
-        raise errors.ConnectionError_(errors.FRAME_ERROR, "Malformed UTF-8 in shortstr") from exc
+        raise errors.AMQPConnectionError(errors.FRAME_ERROR, "Malformed UTF-8 in shortstr") from exc
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError) as exc:
-        raise errors.ConnectionError_(
+        raise errors.AMQPConnectionError(
             errors.FRAME_ERROR,
             f"cannot decode {erlang_binary(payload[4:68])}",
-            index >> 16,
-            index & 0xFFFF,
+            *split_index(index),
         ) from exc
     return method
 

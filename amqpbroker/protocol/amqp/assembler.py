@@ -6,18 +6,21 @@ content header, or body frames. Only Basic.Publish carries content from a client
 
 from __future__ import annotations
 
-from amqpbroker import errors
-from amqpbroker.protocol.fastcodec import HeaderInfo, scan_header
+from typing import Any
 
-BASIC_PUBLISH = 0x003C0028
+from amqpbroker import errors
+from amqpbroker.protocol.amqp.fastcodec import HeaderInfo, PublishArgs, scan_header
+from amqpbroker.protocol.amqp.spec import BASIC_PUBLISH, CLASS_BASIC, METHOD_BASIC_PUBLISH
+
+_BASIC_CLASS_BYTES = CLASS_BASIC.to_bytes(2, "big")
 
 EXPECT_METHOD = 0
 EXPECT_HEADER = 1
 EXPECT_BODY = 2
 
 
-def _unexpected(detail: str) -> errors.ConnectionError_:
-    return errors.ConnectionError_(errors.UNEXPECTED_FRAME, detail)
+def _unexpected(detail: str) -> errors.AMQPConnectionError:
+    return errors.AMQPConnectionError(errors.UNEXPECTED_FRAME, detail)
 
 
 class ChannelAssembler:
@@ -29,7 +32,7 @@ class ChannelAssembler:
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
         self.state = EXPECT_METHOD
-        self.args: object = None
+        self.args: PublishArgs | None = None
         self.header = b""
         self.info: HeaderInfo | None = None
         self.parts: list[bytes] = []
@@ -37,12 +40,12 @@ class ChannelAssembler:
         self.received = 0
         self.discard = False
 
-    def method(self, index: int, args: object) -> bool:
+    def method(self, index: int, args: Any) -> bool:
         """Take a method; return True when it opens a content-bearing command."""
         if self.state == EXPECT_HEADER:
             raise _unexpected(
                 "expected content header for class 60, got non content header frame instead"
-            ).at(60, 40)
+            ).at(CLASS_BASIC, METHOD_BASIC_PUBLISH)
         if self.state == EXPECT_BODY:
             raise _unexpected("expected content body, got non content body frame instead")
         if index == BASIC_PUBLISH:
@@ -57,7 +60,7 @@ class ChannelAssembler:
             if self.state == EXPECT_BODY:
                 raise _unexpected("expected content body, got non content body frame instead")
             raise _unexpected("expected method frame, got non method frame instead")
-        if len(payload) >= 2 and payload[0:2] != b"\x00\x3c":
+        if len(payload) >= 2 and payload[0:2] != _BASIC_CLASS_BYTES:
             class_id = int.from_bytes(payload[0:2], "big")
             raise _unexpected(
                 f"expected content header for class 60, got one for class {class_id} instead"
@@ -65,8 +68,8 @@ class ChannelAssembler:
         try:
             info = scan_header(payload)
         except ValueError as exc:
-            raise errors.ConnectionError_(
-                errors.FRAME_ERROR, "cannot decode content header", 60, 40
+            raise errors.AMQPConnectionError(
+                errors.FRAME_ERROR, "cannot decode content header", CLASS_BASIC, METHOD_BASIC_PUBLISH
             ) from exc
         self.header = payload
         self.info = info
@@ -99,7 +102,8 @@ class ChannelAssembler:
         """The completed body; raises 406 when it was over the message size limit."""
         if self.discard:
             self.discard = False
-            raise errors.message_too_large(self.body_size, self.max_message_size).at(60, 40)
+            raise errors.message_too_large(self.body_size, self.max_message_size).at(
+                CLASS_BASIC, METHOD_BASIC_PUBLISH)
         parts = self.parts
         self.parts = []
         return parts[0] if len(parts) == 1 else b"".join(parts)
