@@ -40,7 +40,8 @@ def build_broker(settings: Settings) -> Broker:
         paging = Paging(Pages(settings.data_dir), settings.queue_memory_limit,
                         PageCodec(build_message, store.read_message if store.durable else None))
     broker = Broker(default_user=settings.default_user, default_pass=settings.default_pass,
-                    default_vhost=settings.default_vhost, consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
+                    default_vhost=settings.default_vhost,
+                    consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
                     loopback_users=loopback_users, paging=paging)
     started = time.monotonic()
     count = recover(broker, store.load(), build_message)

@@ -20,7 +20,17 @@ from typing import Any
 
 from amqpbroker.broker import properties
 from amqpbroker.broker.message import Message
-from amqpbroker.broker.properties import EncodedTable, Long
+from amqpbroker.values import (
+    EncodedTable,
+    Long,
+    array_items,
+    decode_value,
+    encode_fields,
+    encode_items,
+    encode_longstr,
+    encode_value,
+    table_items,
+)
 
 REASONS = frozenset({"rejected", "expired", "maxlen", "delivery_limit"})
 
@@ -29,15 +39,14 @@ _Field = tuple[bytes, Any]
 
 
 def _field(value: Any) -> _Field:
-    return properties.encode_value(value), value
+    return encode_value(value), value
 
 
 def _table(fields: dict[str, _Field]) -> tuple[EncodedTable, dict[str, Any]]:
     """The encoded table of `fields` (in their order) and its decoded view."""
-    data = b"".join(bytes((len(k.encode("utf-8")),)) + k.encode("utf-8") + raw
-                    for k, (raw, _value) in fields.items())
+    data = encode_fields((key, raw) for key, (raw, _value) in fields.items())
     view = {key: value for key, (_raw, value) in fields.items()}
-    return EncodedTable(len(data).to_bytes(4, "big") + data, view), view
+    return EncodedTable(data, view), view
 
 
 def _fields(raw_table: bytes | None, view: dict[str, Any]) -> dict[str, _Field]:
@@ -46,9 +55,9 @@ def _fields(raw_table: bytes | None, view: dict[str, Any]) -> dict[str, _Field]:
     if raw_table is None:
         return {}
     fields: dict[str, _Field] = {}
-    for key, raw in properties.table_items(raw_table):
+    for key, raw in table_items(raw_table):
         fields.pop(key, None)
-        fields[key] = (raw, view[key] if key in view else properties.decode_value(raw))
+        fields[key] = (raw, view[key] if key in view else decode_value(raw))
     return fields
 
 
@@ -63,14 +72,8 @@ def _cc(headers: dict[str, Any]) -> list[str | bytes]:
     return [v for v in values if isinstance(v, str | bytes)]
 
 
-def _longstr(value: str | bytes) -> bytes:
-    data = value.encode("utf-8") if isinstance(value, str) else value
-    return b"S" + len(data).to_bytes(4, "big") + data
-
-
 def _array(keys: list[str | bytes]) -> bytes:
-    data = b"".join(map(_longstr, keys))
-    return len(data).to_bytes(4, "big") + data
+    return encode_items(map(encode_longstr, keys))
 
 
 def _is_entry(value: Any, queue_name: str, reason: str) -> bool:
@@ -114,7 +117,7 @@ def dead_letter(message: Message, queue_name: str, reason: str, dlx_routing_key:
     history: list[_Field] | None = None
     x_death = fields.get("x-death")
     if x_death is not None and x_death[0][:1] == b"A" and isinstance(x_death[1], list):
-        history = list(zip(properties.array_items(x_death[0], 1), x_death[1], strict=True))
+        history = list(zip(array_items(x_death[0], 1), x_death[1], strict=True))
 
     timestamp = int(now)
     updated: _Field | None = None

@@ -11,23 +11,15 @@ properties (dead-lettering, tests, tools) come here.
   are copied byte for byte, so what pamqp would refuse or alter (delivery_mode 0, a
   cluster_id, an empty string, a string that is not UTF-8) survives.
 
-Headers tables are written by this module's encoder, not pamqp's, which sorts keys and
-always picks the smallest integer type and float32. Here keys keep their dict order,
-`Long` forces a signed 64-bit `l`, a float is a double `d`, bytes are a byte array `x`,
-and `EncodedTable` passes a table already encoded (with its decoded view) through as it
-is. `table_items` and `array_items` split an encoded table or array into its encoded
-values so that callers can keep values they do not change exactly as they were.
+Headers tables are encoded and split by `amqpbroker.values`.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
-import decimal
 import struct
-import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from pamqp import decode as pamqp_decode
 from pamqp import encode as pamqp_encode
@@ -35,6 +27,7 @@ from pamqp.commands import Basic
 
 from amqpbroker import errors
 from amqpbroker.broker.message import HeadersDecoder, Message
+from amqpbroker.values import EncodedTable, decode_table, encode_table, sized_end
 
 BASIC_CLASS_ID = 60
 
@@ -47,162 +40,14 @@ TYPES: dict[str, str] = {name: getattr(Basic.Properties, "_" + name) for name in
 
 _PREFIX = struct.Struct(">HHQH")  # class id, weight, body size, property flags
 _UINT32 = struct.Struct(">I")
-_INT64 = struct.Struct(">q")
 _UINT64 = struct.Struct(">Q")
-_DOUBLE = struct.Struct(">d")
 _CONTINUATION = 0x0001
-
-# Size of the value after the tag for fixed-size field types.
-_FIXED_SIZE: dict[int, int] = {
-    ord("t"): 1, ord("b"): 1, ord("B"): 1, ord("U"): 2, ord("u"): 2, ord("s"): 2,
-    ord("I"): 4, ord("i"): 4, ord("L"): 8, ord("l"): 8, ord("f"): 4, ord("d"): 8,
-    ord("D"): 5, ord("T"): 8, ord("V"): 0,
-}
-# Types whose value is a 4-byte length and that many bytes.
-_SIZED = frozenset(map(ord, "SxFA"))
-
-
-class Long(int):
-    """An integer written as a signed 64-bit long (`l`), RabbitMQ's `long`."""
-
-    __slots__ = ()
-
-
-class EncodedTable(NamedTuple):
-    """A field table already encoded (`data`, its 4-byte length first) and its decoded
-    view (`value`, as pamqp would decode `data`), used as a message's headers as they are."""
-
-    data: bytes
-    value: dict[str, Any]
-
-
-# --------------------------------------------------------------------------- field tables
-
-
-def encode_value(value: Any) -> bytes:
-    """One field value with its type tag. Raises TypeError for an unsupported type."""
-    if isinstance(value, bool):
-        return b"t\x01" if value else b"t\x00"
-    if isinstance(value, Long):
-        return b"l" + _INT64.pack(value)
-    if isinstance(value, int):
-        return pamqp_encode.table_integer(value)
-    if isinstance(value, float):
-        return b"d" + _DOUBLE.pack(value)
-    if isinstance(value, decimal.Decimal):
-        return b"D" + pamqp_encode.decimal(value)
-    if isinstance(value, str):
-        data = value.encode("utf-8")
-        return b"S" + _UINT32.pack(len(data)) + data
-    if isinstance(value, bytes | bytearray):
-        return b"x" + _UINT32.pack(len(value)) + bytes(value)
-    if isinstance(value, datetime.datetime | time.struct_time):
-        return b"T" + pamqp_encode.timestamp(value)
-    if isinstance(value, EncodedTable):
-        return b"F" + value.data
-    if isinstance(value, Mapping):
-        return b"F" + encode_table(value)
-    if isinstance(value, list | tuple):
-        return b"A" + encode_array(value)
-    if value is None:
-        return b"V"
-    raise TypeError(f"cannot encode a field value of type {type(value).__name__}")
-
-
-def encode_table(table: Mapping[str, Any]) -> bytes:
-    """A field table, 4-byte length first, with its keys in the mapping's order."""
-    parts: list[bytes] = []
-    for key, value in table.items():
-        name = key.encode("utf-8")
-        if len(name) > 255:
-            raise ValueError(f"field table key longer than 255 bytes: {key[:40]!r}...")
-        parts.append(bytes((len(name),)) + name)
-        parts.append(encode_value(value))
-    data = b"".join(parts)
-    return _UINT32.pack(len(data)) + data
-
-
-def encode_array(values: list[Any] | tuple[Any, ...]) -> bytes:
-    """A field array, 4-byte length first."""
-    data = b"".join(map(encode_value, values))
-    return _UINT32.pack(len(data)) + data
-
-
-def _value_end(data: bytes, pos: int, end: int) -> int:
-    """The offset after the tagged field value at `pos`, which must end by `end`."""
-    if pos >= end:
-        raise ValueError("field value missing")
-    tag = data[pos]
-    size = _FIXED_SIZE.get(tag)
-    if size is not None:
-        after = pos + 1 + size
-    elif tag in _SIZED:
-        if pos + 5 > end:
-            raise ValueError("field value length runs past its table or array")
-        after = pos + 5 + _UINT32.unpack_from(data, pos + 1)[0]
-    else:
-        raise ValueError(f"unknown field value tag {chr(tag)!r}")
-    if after > end:
-        raise ValueError("field value runs past its table or array")
-    return after
-
-
-def _sized_end(data: bytes, offset: int) -> int:
-    if offset + 4 > len(data):
-        raise ValueError("field table or array truncated")
-    end = offset + 4 + _UINT32.unpack_from(data, offset)[0]
-    if end > len(data):
-        raise ValueError("field table or array length runs past the end")
-    return end
-
-
-def table_items(data: bytes, offset: int = 0) -> list[tuple[str, bytes]]:
-    """Split the field table at `offset` (4-byte length first) into its keys and their
-    encoded values (type tag included), in wire order, without decoding the values."""
-    end = _sized_end(data, offset)
-    pos = offset + 4
-    items: list[tuple[str, bytes]] = []
-    while pos < end:
-        key_end = pos + 1 + data[pos]
-        if key_end > end:
-            raise ValueError("field table key runs past its table")
-        key = data[pos + 1:key_end].decode("utf-8")
-        pos = _value_end(data, key_end, end)
-        items.append((key, data[key_end:pos]))
-    return items
-
-
-def array_items(data: bytes, offset: int = 0) -> list[bytes]:
-    """Split the field array at `offset` (4-byte length first) into its encoded values
-    (type tag included), without decoding them."""
-    end = _sized_end(data, offset)
-    pos = offset + 4
-    items: list[bytes] = []
-    while pos < end:
-        start, pos = pos, _value_end(data, pos, end)
-        items.append(data[start:pos])
-    return items
-
-
-def decode_value(raw: bytes) -> Any:
-    """pamqp's decoding of one encoded field value (type tag first)."""
-    try:
-        _consumed, value = pamqp_decode.embedded_value(raw)
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, OSError,
-            RecursionError, struct.error) as exc:
-        raise ValueError(f"malformed field value: {exc}") from exc
-    return value
 
 
 def decode_headers(header: bytes, span: tuple[int, int]) -> dict[str, Any]:
     """`Message` decoder for messages built here: pamqp's decoding of the table at `span`
     ([start, end) incl. its length). Raises ValueError when it is malformed."""
-    try:
-        _consumed, table = pamqp_decode.field_table(bytes(header[span[0]:span[1]]))
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, OSError,
-            RecursionError, struct.error) as exc:
-        raise ValueError(f"malformed headers table: {exc}") from exc
-    return table
+    return decode_table(bytes(header[span[0]:span[1]]))
 
 
 # --------------------------------------------------------------------------- content header
@@ -228,7 +73,7 @@ def split_header(header: bytes) -> dict[str, bytes]:
         if kind == "shortstr":
             end = pos + 1 + (header[pos] if pos < len(header) else 0)
         elif kind == "table":
-            end = _sized_end(header, pos)
+            end = sized_end(header, pos)
         elif kind == "octet":
             end = pos + 1
         else:  # timestamp

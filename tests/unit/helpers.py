@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from pamqp import base, body, commands, frame, header
-
-import dataclasses
-from collections.abc import Iterator
 
 from amqpbroker import errors
 from amqpbroker.app import connection_limits

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from pamqp import header as pamqp_header
 from pamqp.commands import Basic
 
+from amqpbroker import values
 from amqpbroker.broker import deadletter, properties
 from amqpbroker.broker.message import Message
-from amqpbroker.broker.properties import EncodedTable
 from amqpbroker.protocol.amqp import fastcodec
+from amqpbroker.values import EncodedTable
 
 T0 = 1_700_000_000.75
 NEW_ORDER = ["count", "reason", "queue", "time", "exchange", "routing-keys"]
@@ -41,14 +42,14 @@ def wire_headers(message: Message) -> dict[str, Any]:
 
 
 def raw_items(message: Message) -> dict[str, bytes]:
-    return dict(properties.table_items(properties.split_header(message.header)["headers"]))
+    return dict(values.table_items(properties.split_header(message.header)["headers"]))
 
 
 def raw_entries(message: Message) -> list[list[tuple[str, bytes]]]:
     """Each x-death entry's fields, encoded, in wire order."""
-    entries = properties.array_items(raw_items(message)["x-death"], 1)
+    entries = values.array_items(raw_items(message)["x-death"], 1)
     assert all(entry[:1] == b"F" for entry in entries)
-    return [properties.table_items(entry, 1) for entry in entries]
+    return [values.table_items(entry, 1) for entry in entries]
 
 
 # --------------------------------------------------------------------------- first death
@@ -80,7 +81,7 @@ def test_first_death_entry_layout_and_types() -> None:
                     "exchange": b"S", "routing-keys": b"A", "original-expiration": b"S"}
     assert dict(fields)["count"] == b"l" + struct.pack(">q", 1)
     assert dict(fields)["time"] == b"T" + struct.pack(">Q", int(T0))
-    keys = properties.array_items(dict(fields)["routing-keys"], 1)
+    keys = values.array_items(dict(fields)["routing-keys"], 1)
     assert [raw[:1] for raw in keys] == [b"S", b"S", b"S"]
 
 
@@ -270,7 +271,7 @@ def test_user_header_types_survive_byte_for_byte() -> None:
         "dbl": b"d" + struct.pack(">d", 0.1),
         "str": b"S\x00\x00\x00\x02\xff\xfe",
         "ub": b"B\x07",
-        "tbl": b"F" + properties.encode_table({"z": 1, "a": 2}),
+        "tbl": b"F" + values.encode_table({"z": 1, "a": 2}),
     }
     data = b"".join(bytes((len(k),)) + k.encode() + v for k, v in raw.items())
     table = struct.pack(">I", len(data)) + data

@@ -7,7 +7,7 @@ from helpers import method_frame, raw_frame
 from pamqp import commands, frame
 
 from amqpbroker import errors
-from amqpbroker.protocol.amqp import framing, spec
+from amqpbroker.protocol.amqp import spec
 from amqpbroker.protocol.amqp.framing import (
     decode_method,
     encode_method,

@@ -10,9 +10,10 @@ import pytest
 from pamqp import header as pamqp_header
 from pamqp.commands import Basic
 
+from amqpbroker import values
 from amqpbroker.broker import properties
 from amqpbroker.broker.message import Message
-from amqpbroker.broker.properties import EncodedTable, Long
+from amqpbroker.values import EncodedTable, Long
 
 STAMP = datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.UTC)
 
@@ -125,7 +126,7 @@ def test_build_passes_delivery_mode_on_without_validating() -> None:
 def test_build_keeps_header_key_order_and_forced_types() -> None:
     headers = {"z": Long(1), "a": 1.5, "m": b"\x00\xff", "b": 1}
     message = properties.build("ex", "rk", Basic.Properties(headers=headers), b"")
-    items = properties.table_items(properties.split_header(message.header)["headers"])
+    items = values.table_items(properties.split_header(message.header)["headers"])
     assert [key for key, _raw in items] == ["z", "a", "m", "b"]
     assert [raw[:1] for _key, raw in items] == [b"l", b"d", b"x", b"b"]
     assert pamqp_unmarshal(message.header).headers == {
@@ -229,7 +230,7 @@ def test_replace_headers() -> None:
 
 
 def test_replace_with_an_encoded_table_uses_it_as_is() -> None:
-    data = properties.encode_table({"k": Long(3)})
+    data = values.encode_table({"k": Long(3)})
     view = {"k": 3}
     new = properties.replace(properties.build("ex", "rk", Basic.Properties(), b""),
                              headers=EncodedTable(data, view))
@@ -278,13 +279,13 @@ def test_replace_rejects_unknown_properties() -> None:
 
 
 def test_table_items_and_array_items_split_without_decoding() -> None:
-    data = properties.encode_table({"s": "v", "t": {"n": 1}, "a": [1, "x"], "v": None})
-    items = properties.table_items(data)
+    data = values.encode_table({"s": "v", "t": {"n": 1}, "a": [1, "x"], "v": None})
+    items = values.table_items(data)
     assert [key for key, _raw in items] == ["s", "t", "a", "v"]
-    assert [properties.decode_value(raw) for _key, raw in items] == [
+    assert [values.decode_value(raw) for _key, raw in items] == [
         "v", {"n": 1}, [1, "x"], None]
     array = dict(items)["a"]
-    assert properties.array_items(array, 1) == [b"b\x01", b"S\x00\x00\x00\x01x"]
+    assert values.array_items(array, 1) == [b"b\x01", b"S\x00\x00\x00\x01x"]
 
 
 @pytest.mark.parametrize("data", [
@@ -296,7 +297,7 @@ def test_table_items_and_array_items_split_without_decoding() -> None:
 ])
 def test_table_items_rejects_malformed_tables(data: bytes) -> None:
     with pytest.raises(ValueError):
-        properties.table_items(data)
+        values.table_items(data)
 
 
 def test_split_header_rejects_bad_payloads() -> None:

@@ -69,7 +69,8 @@ class ChannelAssembler:
             info = scan_header(payload)
         except ValueError as exc:
             raise errors.AMQPConnectionError(
-                errors.FRAME_ERROR, "cannot decode content header", CLASS_BASIC, METHOD_BASIC_PUBLISH
+                errors.FRAME_ERROR, "cannot decode content header", CLASS_BASIC,
+                METHOD_BASIC_PUBLISH,
             ) from exc
         self.header = payload
         self.info = info

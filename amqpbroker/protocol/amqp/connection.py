@@ -49,7 +49,12 @@ from amqpbroker.protocol.amqp.commands import (
     SecretUpdated,
     Send,
 )
-from amqpbroker.protocol.amqp.framing import decode_method, encode_method, method_index, parse_frames
+from amqpbroker.protocol.amqp.framing import (
+    decode_method,
+    encode_method,
+    method_index,
+    parse_frames,
+)
 from amqpbroker.protocol.amqp.spec import (
     BASIC_ACK,
     BASIC_NACK,

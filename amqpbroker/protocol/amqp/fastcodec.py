@@ -25,8 +25,6 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from pamqp import decode as _pamqp_decode
-
 from amqpbroker.protocol.amqp.spec import (
     CLASS_BASIC,
     FRAME_BODY,
@@ -39,6 +37,7 @@ from amqpbroker.protocol.amqp.spec import (
     METHOD_BASIC_DELIVER,
     METHOD_BASIC_NACK,
 )
+from amqpbroker.values import decode_table, table_depth
 
 __all__ = [
     "HeaderInfo",
@@ -98,29 +97,6 @@ _APP_ID = 0x0008
 _CLUSTER_ID = 0x0004
 _CONTINUATION = 0x0001
 _AFTER_EXPIRATION = 0x00FC  # message_id .. cluster_id
-
-# Field-table value tags (RabbitMQ / pamqp dialect) with a fixed size after the tag.
-_FIXED_SIZE: dict[int, int] = {
-    ord("t"): 1,
-    ord("b"): 1,
-    ord("B"): 1,
-    ord("U"): 2,
-    ord("u"): 2,
-    ord("s"): 2,
-    ord("I"): 4,
-    ord("i"): 4,
-    ord("L"): 8,
-    ord("l"): 8,
-    ord("f"): 4,
-    ord("d"): 8,
-    ord("D"): 5,
-    ord("T"): 8,
-    ord("V"): 0,
-}
-_LONGSTR_TAGS = frozenset((ord("S"), ord("x")))
-_TAG_TABLE = ord("F")
-_TAG_ARRAY = ord("A")
-
 
 class HeaderInfo(NamedTuple):
     """What routing and queueing need from a content header, read without decoding it."""
@@ -397,83 +373,11 @@ def scan_header(header_payload: bytes) -> HeaderInfo:
     )
 
 
-def table_depth(data: bytes | memoryview, offset: int = 0) -> int:
-    """Maximum nesting depth of the field table at `offset` (4-byte length first).
-
-    A flat table is 1; every nested table or array adds a level. Iterative (explicit
-    stack), so hostile nesting cannot exhaust the Python stack. Raises ValueError on an
-    unknown value tag or a length that runs past its enclosing table, array or `data`.
-    """
-    try:
-        (length,) = _UINT32.unpack_from(data, offset)
-    except struct.error:
-        raise ValueError("field table truncated") from None
-    pos = offset + 4
-    end = pos + length
-    if end > len(data):
-        raise ValueError("field table length runs past the end")
-    in_table = True
-    depth = max_depth = 1
-    stack: list[tuple[int, bool]] = []
-    fixed = _FIXED_SIZE
-    unpack = _UINT32.unpack_from
-    while True:
-        if pos >= end:
-            if pos > end:
-                raise ValueError("field value runs past its table or array")
-            if not stack:
-                return max_depth
-            end, in_table = stack.pop()
-            depth -= 1
-            continue
-        if in_table:
-            pos += 1 + data[pos]  # shortstr key
-            if pos >= end:
-                raise ValueError("field table key runs past its table")
-        tag = data[pos]
-        pos += 1
-        size = fixed.get(tag)
-        if size is not None:
-            pos += size
-            continue
-        if pos + 4 > end:
-            raise ValueError("field value length runs past its table or array")
-        (length,) = unpack(data, pos)
-        pos += 4
-        if tag in _LONGSTR_TAGS:
-            pos += length
-        elif tag in (_TAG_TABLE, _TAG_ARRAY):
-            inner_end = pos + length
-            if inner_end > end:
-                raise ValueError("nested field table runs past its parent")
-            stack.append((end, in_table))
-            end = inner_end
-            in_table = tag == _TAG_TABLE
-            depth += 1
-            if depth > max_depth:
-                max_depth = depth
-        else:
-            raise ValueError("unknown field value tag")
-
-
 def decode_headers(
     header_payload: bytes, span: tuple[int, int], max_depth: int = 64
 ) -> dict[str, object]:
-    """Decode the headers table found by `scan_header` (its `headers_span`) with pamqp.
-
-    Checks the nesting depth first, iteratively, and raises ValueError when it exceeds
-    `max_depth` or the table is malformed (pamqp does not guard against hostile input).
-    Values decode as pamqp decodes them; tags pamqp does not know (``U``) raise ValueError.
-    """
+    """Decode the headers table found by `scan_header` (its `headers_span`): depth and
+    structure checked first (`values.decode_table`), then pamqp's decoding. Raises
+    ValueError when it is malformed or nested deeper than `max_depth`."""
     start, end = span
-    data = bytes(header_payload[start:end])
-    if len(data) < 4 or _UINT32.unpack_from(data, 0)[0] + 4 != len(data):
-        raise ValueError("headers span does not hold one field table")
-    if table_depth(data, 0) > max_depth:
-        raise ValueError("headers table nested too deeply")
-    try:
-        _consumed, table = _pamqp_decode.field_table(data)
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, OSError,
-            RecursionError, struct.error) as err:
-        raise ValueError("malformed headers table") from err
-    return table
+    return decode_table(bytes(header_payload[start:end]), max_depth)
