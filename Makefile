@@ -25,6 +25,7 @@ run: $(VENV)/.installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check amqpbroker tests conformance bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy amqpbroker
 
 unit: $(VENV)/.test-installed
 	$(BIN)/pytest -q tests/unit

@@ -431,8 +431,8 @@ def _parse_permission(entry: _Entry) -> PermissionDefinition:
     entry.label(f"user '{user}'")
     vhost = entry.name("vhost", "vhost")
     entry.label(f"user '{user}' in vhost '{vhost}'")
-    return PermissionDefinition(user, vhost, *_patterns(entry, ("configure", "write", "read")),
-                                entry.where)
+    configure, write, read = _patterns(entry, ("configure", "write", "read"))
+    return PermissionDefinition(user, vhost, configure, write, read, entry.where)
 
 
 def _parse_topic_permission(entry: _Entry) -> TopicPermissionDefinition:
@@ -441,8 +441,8 @@ def _parse_topic_permission(entry: _Entry) -> TopicPermissionDefinition:
     vhost = entry.name("vhost", "vhost")
     exchange = entry.string("exchange", shortstr=True)
     entry.label(f"user '{user}' on exchange '{exchange}' in vhost '{vhost}'")
-    return TopicPermissionDefinition(user, vhost, exchange, *_patterns(entry, ("write", "read")),
-                                     entry.where)
+    write, read = _patterns(entry, ("write", "read"))
+    return TopicPermissionDefinition(user, vhost, exchange, write, read, entry.where)
 
 
 def _parse_exchange(entry: _Entry) -> ExchangeDefinition:
@@ -580,7 +580,9 @@ def _check(broker: Broker, definitions: Definitions) -> None:
             raise DefinitionsError(source, where, f"unknown vhost '{name}' (not in 'vhosts' "
                                                   "and not on the broker)")
 
-    for permission in (*definitions.permissions, *definitions.topic_permissions):
+    permissions: list[PermissionDefinition | TopicPermissionDefinition] = [
+        *definitions.permissions, *definitions.topic_permissions]
+    for permission in permissions:
         if permission.user not in users:
             raise DefinitionsError(source, permission.where,
                                    f"unknown user '{permission.user}' (not in 'users' and "
@@ -697,7 +699,7 @@ def export(broker: Broker) -> dict[str, Any]:
 
 def _policies(broker: Broker, operator: bool) -> list[dict[str, Any]]:
     """Every vhost's policies (or operator policies), sorted by vhost and name."""
-    found = []
+    found: list[dict[str, Any]] = []
     for vhost_name in sorted(broker.vhosts):
         host = broker.vhosts[vhost_name]
         table = host.operator_policies if operator else host.policies

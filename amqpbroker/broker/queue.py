@@ -110,7 +110,7 @@ class Queue:
             return argument if argument is not None else value
 
         limit = smallest("delivery-limit")
-        settings = {
+        settings: dict[str, Any] = {
             "x-message-ttl": smallest("message-ttl"),
             "x-expires": smallest("expires"),
             "x-max-length": smallest("max-length"),

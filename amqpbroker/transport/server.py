@@ -91,7 +91,7 @@ class Server:
             tasks.start_soon(watch_resources, self.broker, self.resources,
                              self.connection_memory)
             if self._tls_listener is not None:
-                tasks.start_soon(self._tls_listener.serve, self._handle, tasks)
+                tasks.start_soon(self._tls_listener.serve, self._handle, tasks)  # type: ignore[arg-type]
             task_status.started()
             await self._listener.serve(self._handle, task_group=tasks)
 
@@ -149,7 +149,7 @@ class Server:
             return
         address = stream.extra(SocketAttribute.remote_address, None)
         try:
-            host, port = address[:2]  # type: ignore[index]
+            host, port = address[:2]  # type: ignore[index,str-unpack]
             peer = f"{host}:{port}"
             loopback = ipaddress.ip_address(host).is_loopback
         except (TypeError, ValueError):

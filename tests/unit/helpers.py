@@ -245,7 +245,7 @@ class Driven:
                            handler.on_publish, command.channel, command.args, command.header,
                            command.info, command.body)
             else:
-                self._call(command.channel, split_index(command.index), handler.on_method,
+                self._call(command.channel, split_index(command.method_index), handler.on_method,
                            *command)
 
     def _call(self, channel: int, ids: tuple[int, int], method: Any, *args: Any) -> None:

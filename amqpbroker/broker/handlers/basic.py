@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from typing import Any
 
 from pamqp import commands
@@ -222,7 +223,7 @@ def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:
     if not method.nowait:
         channel.sink.send_method(
             channel.id, commands.Basic.CancelOk(consumer_tag=method.consumer_tag))
-    channel.cancel(method.consumer_tag)
+    channel.cancel(method.consumer_tag or "")
 
 
 def get(channel: Channel, method: commands.Basic.Get) -> None:
@@ -250,7 +251,7 @@ def recover_async(channel: Channel, method: commands.Basic.RecoverAsync) -> None
     channel.recover()
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[..., None]] = {
     commands.Basic.Ack.index: ack,
     commands.Basic.Reject.index: reject,
     commands.Basic.Nack.index: nack,

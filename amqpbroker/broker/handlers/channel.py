@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pamqp import commands
 
 from amqpbroker import errors
@@ -14,4 +16,4 @@ def flow(channel: Channel, method: commands.Channel.Flow) -> None:
     channel.sink.send_method(channel.id, commands.Channel.FlowOk(active=True))
 
 
-HANDLERS = {commands.Channel.Flow.index: flow}
+HANDLERS: dict[int, Callable[..., None]] = {commands.Channel.Flow.index: flow}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pamqp import commands
 
 from amqpbroker import errors
@@ -17,4 +19,4 @@ def select(channel: Channel, method: commands.Confirm.Select) -> None:
         channel.sink.send_method(channel.id, commands.Confirm.SelectOk())
 
 
-HANDLERS = {commands.Confirm.Select.index: select}
+HANDLERS: dict[int, Callable[..., None]] = {commands.Confirm.Select.index: select}

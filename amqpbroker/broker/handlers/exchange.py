@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pamqp import commands
 
 from amqpbroker.broker.channel import Channel
@@ -46,7 +48,7 @@ def unbind(channel: Channel, method: commands.Exchange.Unbind) -> None:
         channel.sink.send_method(channel.id, commands.Exchange.UnbindOk())
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[..., None]] = {
     commands.Exchange.Declare.index: declare,
     commands.Exchange.Delete.index: delete,
     commands.Exchange.Bind.index: bind,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pamqp import commands
 
 from amqpbroker import names
@@ -76,7 +78,7 @@ def delete(channel: Channel, method: commands.Queue.Delete) -> None:
         channel.sink.send_method(channel.id, commands.Queue.DeleteOk(message_count=count))
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[..., None]] = {
     commands.Queue.Declare.index: declare,
     commands.Queue.Bind.index: bind,
     commands.Queue.Unbind.index: unbind,

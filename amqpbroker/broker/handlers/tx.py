@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pamqp import commands
 
 from amqpbroker import errors
@@ -47,7 +49,7 @@ def rollback(channel: Channel, method: commands.Tx.Rollback) -> None:
     channel.sink.send_method(channel.id, commands.Tx.RollbackOk())
 
 
-HANDLERS = {
+HANDLERS: dict[int, Callable[..., None]] = {
     commands.Tx.Select.index: select,
     commands.Tx.Commit.index: commit,
     commands.Tx.Rollback.index: rollback,

@@ -34,7 +34,7 @@ class MethodReceived(NamedTuple):
     Nack and Reject the tuple of the struct codec."""
 
     channel: int
-    index: int
+    method_index: int
     args: Any
 
 

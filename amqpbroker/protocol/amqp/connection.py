@@ -427,10 +427,9 @@ class Connection:
             self._finish("closed")
             return None
         if isinstance(method, commands.Connection.UpdateSecret) and self.state == RUNNING:
-            secret = method.new_secret
-            if isinstance(secret, str):
-                secret = secret.encode("utf-8")
-            return SecretUpdated(self.username, secret, method.reason)
+            new_secret = method.new_secret or b""
+            secret = new_secret.encode("utf-8") if isinstance(new_secret, str) else new_secret
+            return SecretUpdated(self.username, secret, method.reason or "")
         if self.state != RUNNING:
             raise errors.HandshakeFailed(f"unexpected {method.name} during the handshake")
         raise errors.AMQPConnectionError(
@@ -441,9 +440,8 @@ class Connection:
         props = method.client_properties
         self.client_properties = props if isinstance(props, dict) else {}
         mechanism = method.mechanism
-        response = method.response
-        if isinstance(response, str):
-            response = response.encode("utf-8")
+        given = method.response
+        response = given.encode("utf-8") if isinstance(given, str) else given
         if mechanism == "EXTERNAL" and self.external_user is not None:
             credentials: tuple[str, str | None] | None = (self.external_user, None)
         else:

@@ -41,7 +41,7 @@ def _relax_pamqp() -> None:
         return None
 
     for cls in commands.INDEX_MAPPING.values():
-        cls.validate = _no_validation  # type: ignore[method-assign]
+        cls.validate = _no_validation  # type: ignore[attr-defined]
 
 
 _relax_pamqp()
@@ -138,7 +138,7 @@ def check_arguments(cls: type[base.Frame], payload: bytes, max_depth: int) -> No
 
 def decode_method(index: int, payload: bytes, max_depth: int = 64) -> base.Frame:
     """Decode a method that is not on the hot path with pamqp, after `check_arguments`."""
-    cls = commands.INDEX_MAPPING.get(index)
+    cls: type[base.Frame] | None = commands.INDEX_MAPPING.get(index)
     if cls is None:
         raise errors.AMQPConnectionError(
             errors.NOT_IMPLEMENTED, "unknown method", *split_index(index)
