@@ -347,3 +347,31 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+# --- the transport's owner of a connection, without sockets ------------------------------
+
+
+def _nothing() -> None:
+    return None
+
+
+def owned_connection(broker: Any, frame_max: int = 131072,
+                     channels: tuple[int, ...] = (1,)) -> Any:
+    """A `ClientConnection` on `broker`, through the handshake as guest on '/', with
+    `channels` open and its output drained."""
+    from amqpbroker.transport.bridge import ClientConnection
+
+    client = ClientConnection(broker, limits(), peer="test", now=0.0, wake=_nothing,
+                              rearm=_nothing)
+    client.receive(PROTOCOL_HEADER, 0.0)
+    client.receive(method_frame(0, commands.Connection.StartOk(
+        client_properties={"capabilities": {"consumer_cancel_notify": True}},
+        mechanism="PLAIN", response="\0guest\0guest", locale="en_US")), 0.0)
+    client.receive(method_frame(0, commands.Connection.TuneOk(16, frame_max, 0)), 0.0)
+    client.receive(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
+    for channel in channels:
+        client.receive(method_frame(channel, commands.Channel.Open()), 0.0)
+    client.take_output(0.0)
+    assert client.session is not None
+    return client

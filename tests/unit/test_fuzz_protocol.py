@@ -8,10 +8,10 @@ from typing import Any
 from helpers import (
     Driven,
     RecordingHandler,
-    limits,
     method_frame,
     open_channel,
     open_connection,
+    owned_connection,
     publish_frames,
     raw_frame,
     read_frames,
@@ -237,28 +237,14 @@ def test_handshake_with_garbage_never_raises(data: bytes, sizes: list[int]) -> N
 # --- the connection wired to the real broker ---------------------------------------------------
 
 
-def _nothing() -> None:
-    return None
-
-
 def _unexpected() -> None:
     raise AssertionError("the connection's exception net was used")
 
 
 def bridged() -> tuple[ClientConnection, Broker]:
     broker = Broker()
-    client = ClientConnection(broker, limits(), peer="fuzz", now=0.0, wake=_nothing,
-                              rearm=_nothing)
+    client = owned_connection(broker, frame_max=FRAME_MAX)
     client.internal_error = _unexpected  # type: ignore[method-assign]
-    client.receive(PROTOCOL_HEADER, 0.0)
-    client.receive(method_frame(0, commands.Connection.StartOk(
-        client_properties={"capabilities": {"consumer_cancel_notify": True}},
-        mechanism="PLAIN", response="\0guest\0guest", locale="en_US")), 0.0)
-    client.receive(method_frame(0, commands.Connection.TuneOk(16, FRAME_MAX, 0)), 0.0)
-    client.receive(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
-    client.receive(method_frame(1, commands.Channel.Open()), 0.0)
-    client.take_output(0.0)
-    assert client.protocol.state == proto.RUNNING and client.session is not None
     return client, broker
 
 
