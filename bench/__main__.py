@@ -1,4 +1,4 @@
-"""amqpbroker vs RabbitMQ, side by side (issue 6). See bench/README.md.
+"""amqpbroker vs RabbitMQ, side by side. See bench/README.md.
 
     python -m bench                        # ours alone, every scenario, 3 repetitions
     RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ python -m bench

@@ -1,4 +1,4 @@
-"""The scenarios of issue 6. Each takes a broker (`Target`) and the run's sizes, drives it
+"""The benchmark scenarios. Each takes a broker (`Target`) and the run's sizes, drives it
 with generator processes, and returns its metrics as a flat dict.
 
 Rates are measured over a fixed message count after a warm-up, on the consumer side where

@@ -129,7 +129,7 @@ def test_truncated_fields(conn: Client, args: bytes) -> None:
 
 @pytest.mark.parametrize(("class_id", "method_id"), [(99, 1), (60, 200), (50, 99)])
 def test_unknown_class_or_method(conn: Client, class_id: int, method_id: int) -> None:
-    # The reference shows a bare RST here; the issue asks for 540 NOT_IMPLEMENTED instead.
+    # The reference shows a bare RST here; we answer 540 NOT_IMPLEMENTED instead.
     conn.channel(1)
     conn.send(method_frame(1, class_id, method_id, b"\x00\x01\x02\x03"))
     conn.expect_connection_close(540, re.compile(r"NOT_IMPLEMENTED - .*"), class_id, method_id)

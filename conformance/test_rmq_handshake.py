@@ -142,7 +142,7 @@ def test_bad_tune_ok_fails_handshake(connect: Connect, channel_max: int | None,
     client.expect_disconnect(allow_close=True)
 
 
-# 0 means "no limit of mine" (spec; the issue: lower non-zero wins), so ours applies.
+# 0 means "no limit of mine" (spec: lower non-zero wins), so ours applies.
 # RabbitMQ 3.10 fails the handshake instead.
 @pytest.mark.parametrize(("channel_max", "frame_max"), [(1, 4096), (2047, 131072), (10, 8192),
                                                         (0, 131072), (2047, 0)])

@@ -238,7 +238,7 @@ def test_bad_tune_ok_fails_the_handshake(tune: tuple[int, int, int]) -> None:
 
 @pytest.mark.parametrize("tune", [(0, 131072, 60), (2047, 0, 60), (0, 0, 0)])
 def test_tune_ok_zero_means_the_server_limit(tune: tuple[int, int, int]) -> None:
-    """Per spec (and the issue: lower non-zero wins), 0 for channel_max or frame_max
+    """Per spec (lower non-zero wins), 0 for channel_max or frame_max
     means "no limit of mine", so the server's own limit applies."""
     conn, _ = tuned()
     conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), 0.0)
