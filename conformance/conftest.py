@@ -20,13 +20,38 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
+from support.wire import (
+    FRAME_END,
+    PROTOCOL_HEADER,
+    VOID,
+    Typed,
+    bits,
+    body_frame,
+    byte,
+    double,
+    field_table,
+    field_value,
+    header_frame,
+    long,
+    longstr,
+    method_frame,
+    raw_frame,
+    short,
+    shortstr,
+    signedint,
+)
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
 
+# The wire encodings the test modules import from here.
+__all__ = [
+    "VOID", "Typed", "bits", "body_frame", "byte", "double", "field_table", "field_value",
+    "header_frame", "long", "longstr", "method_frame", "raw_frame", "short", "shortstr",
+    "signedint",
+]
+
 TIMEOUT = 5.0
 VHOST = "/"
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-FRAME_END = 0xCE
 CLIENT_CAPABILITIES = {
     "authentication_failure_close": True,
     "consumer_cancel_notify": True,
@@ -54,109 +79,6 @@ class ConnectionClosed(Exception):
 
 
 # --- hand-built wire encoding (typed field tables, raw frames) -------------------------------
-
-
-@dataclass(frozen=True)
-class Typed:
-    """A field-table value with an explicit AMQP type tag."""
-
-    tag: str
-    value: Any
-
-
-def byte(v: int) -> Typed:
-    return Typed("b", v)
-
-
-def short(v: int) -> Typed:
-    return Typed("s", v)
-
-
-def signedint(v: int) -> Typed:
-    return Typed("I", v)
-
-
-def long(v: int) -> Typed:
-    return Typed("l", v)
-
-
-def double(v: float) -> Typed:
-    return Typed("d", v)
-
-
-VOID = Typed("V", None)
-
-
-def shortstr(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack(">B", len(raw)) + raw
-
-
-def longstr(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack(">I", len(raw)) + raw
-
-
-_PACKERS = {"b": ">b", "B": ">B", "s": ">h", "u": ">H", "I": ">i", "i": ">I", "l": ">q",
-            "d": ">d", "f": ">f", "T": ">Q"}
-
-
-def field_value(value: Any) -> bytes:
-    if isinstance(value, Typed):
-        if value.tag == "V":
-            return b"V"
-        if value.tag == "S":
-            return b"S" + longstr(value.value)
-        return value.tag.encode() + struct.pack(_PACKERS[value.tag], value.value)
-    if isinstance(value, bool):
-        return b"t" + bytes([value])
-    if isinstance(value, int):
-        if -(2**31) <= value < 2**31:
-            return b"I" + struct.pack(">i", value)
-        return b"l" + struct.pack(">q", value)
-    if isinstance(value, float):
-        return b"d" + struct.pack(">d", value)
-    if isinstance(value, str | bytes):
-        return b"S" + longstr(value)
-    if value is None:
-        return b"V"
-    if isinstance(value, dict):
-        return b"F" + field_table(value)
-    if isinstance(value, list):
-        items = b"".join(field_value(v) for v in value)
-        return b"A" + struct.pack(">I", len(items)) + items
-    raise TypeError(f"cannot encode {value!r}")
-
-
-def field_table(table: dict[str, Any] | None) -> bytes:
-    body = b"".join(shortstr(k) + field_value(v) for k, v in (table or {}).items())
-    return struct.pack(">I", len(body)) + body
-
-
-def bits(*flags: bool) -> bytes:
-    return bytes([sum(1 << i for i, flag in enumerate(flags) if flag)])
-
-
-def raw_frame(frame_type: int, channel: int, payload: bytes, end: int = FRAME_END) -> bytes:
-    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
-
-
-def method_frame(channel: int, class_id: int, method_id: int, args: bytes = b"") -> bytes:
-    return raw_frame(1, channel, struct.pack(">HH", class_id, method_id) + args)
-
-
-def header_frame(channel: int, body_size: int, headers: dict[str, Any] | None = None,
-                 class_id: int = 60) -> bytes:
-    """A content header carrying only (optionally) the headers property, typed by hand."""
-    if headers is None:
-        props = struct.pack(">H", 0)
-    else:
-        props = struct.pack(">H", 0x2000) + field_table(headers)
-    return raw_frame(2, channel, struct.pack(">HHQ", class_id, 0, body_size) + props)
-
-
-def body_frame(channel: int, body: bytes) -> bytes:
-    return raw_frame(3, channel, body)
 
 
 def queue_declare_frame(channel: int, queue: str, passive: bool = False, durable: bool = False,

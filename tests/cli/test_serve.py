@@ -14,26 +14,9 @@ from contextlib import contextmanager
 
 import pika
 import pytest
+from support.processes import free_port, wait_for_port
 
 STARTUP_DEADLINE = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, deadline: float) -> float:
-    """Poll until the port accepts a connection; return the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return time.monotonic() - start
-        except OSError:
-            time.sleep(0.01)
-    raise AssertionError(f"nothing listening on {port} after {deadline}s")
 
 
 @contextmanager

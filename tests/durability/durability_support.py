@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any
 import aio_pika
 import pika
 import pika.exceptions
+from support.processes import free_port, serve_command
 
 STARTUP_DEADLINE = 15.0
 STOP_DEADLINE = 15.0
@@ -29,29 +29,6 @@ STORE_FILE = "amqpbroker.sqlite3"
 
 # What a client sees when the broker it talks to is SIGKILLed under it.
 CONNECTION_LOST = (pika.exceptions.AMQPError, OSError, EOFError)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(POLL_INTERVAL)
-
-
-def serve_command(port: int, data_dir: Path | str) -> list[str]:
-    return [sys.executable, "-m", "amqpbroker", "serve", "--port", str(port),
-            "--data-dir", str(data_dir), "--log-level", "warning"]
 
 
 class BrokerProcess:

@@ -17,7 +17,7 @@ from durability_support import (
     connect,
     exchange_exists,
     queue_exists,
-    wait_until,
+    wait_for,
 )
 
 from amqpbroker.store.messages import decode_message
@@ -259,7 +259,7 @@ def test_only_durable_things_touch_the_disk(broker: BrokerProcess) -> None:
         db.close()
     expected = {queue: bodies for queue, bodies in EXPECTED_MESSAGES.items() if bodies}
     # Acks of purged and deleted messages are written within a second, not at once.
-    wait_until(lambda: stored_messages(broker.data_dir, queue_names) == expected, 10,
+    wait_for(lambda: stored_messages(broker.data_dir, queue_names) == expected, 10,
                "the message segments to hold only the expected messages")
     assert exchanges == set(DURABLE_EXCHANGES)
     assert queues == set(DURABLE_QUEUES)
@@ -353,7 +353,7 @@ def test_delayed_message_survives_kill_and_arrives_when_due(broker: BrokerProces
             polls.append((time.time(), count()))
             return polls[-1][1] > 0
 
-        wait_until(arrived, delay + 10.0, "the delayed message")
+        wait_for(arrived, delay + 10.0, "the delayed message")
         first_seen = polls[-1][0]
         early = [at - published_at for at, n in polls if n and at < published_at + delay]
         assert not early, f"arrived {early[0]:.3f}s after publishing, before its delay"

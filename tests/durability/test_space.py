@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from durability_support import BrokerProcess, connect, wait_until
+from durability_support import BrokerProcess, connect, wait_for
 from pamqp import commands, header
 from pika.adapters.blocking_connection import BlockingChannel
 
@@ -113,7 +113,7 @@ def test_acked_messages_give_the_space_back(broker: BrokerProcess) -> None:
             break
     channel.cancel()
     # Acks are written within IDLE_WRITE_INTERVAL; dead segments go right after.
-    wait_until(lambda: apparent_size(broker.data_dir) < empty + 1024 * 1024,
+    wait_for(lambda: apparent_size(broker.data_dir) < empty + 1024 * 1024,
                10 + 2 * IDLE_WRITE_INTERVAL, "the data directory to shrink back")
     connection.close()
     broker.restart("kill")
@@ -128,7 +128,7 @@ def test_deleting_a_queue_gives_the_space_back(broker: BrokerProcess) -> None:
     channel = connection.channel()
     fill(channel, "doomed", 5_000, b"y" * 4096)
     channel.queue_delete("doomed")
-    wait_until(lambda: apparent_size(broker.data_dir) < empty + 1024 * 1024,
+    wait_for(lambda: apparent_size(broker.data_dir) < empty + 1024 * 1024,
                10, "the data directory to shrink back")
     connection.close()
     assert broker.stop() == 0
@@ -181,8 +181,8 @@ def test_memory_alarm_blocks_then_clears_after_the_drain(tmp_path: Path) -> None
         def raised() -> bool:
             connection.process_data_events(0.05)
             return blocked.is_set()
-        wait_until(raised, 10, "connection.blocked")
-        wait_until(lambda: "memory alarm raised" in broker.log(), 5, "the alarm in the log")
+        wait_for(raised, 10, "connection.blocked")
+        wait_for(lambda: "memory alarm raised" in broker.log(), 5, "the alarm in the log")
         consumer = connect(broker)  # not a publisher: the broker keeps reading it
         drain = consumer.channel()
         while drain.basic_get("big", auto_ack=True)[0] is not None:
@@ -191,10 +191,10 @@ def test_memory_alarm_blocks_then_clears_after_the_drain(tmp_path: Path) -> None
         def cleared() -> bool:
             connection.process_data_events(0.05)
             return unblocked.is_set()
-        wait_until(cleared, 10, "connection.unblocked after the drain")
+        wait_for(cleared, 10, "connection.unblocked after the drain")
         assert "memory alarm cleared" in broker.log()
         channel.basic_publish("", "big", b"after")  # publishing goes on
-        wait_until(lambda: drain.basic_get("big", auto_ack=True)[0] is not None, 10,
+        wait_for(lambda: drain.basic_get("big", auto_ack=True)[0] is not None, 10,
                    "the publish after the alarm")
         consumer.close()
         connection.close()

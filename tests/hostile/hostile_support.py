@@ -16,61 +16,43 @@ from typing import Any
 import pika
 from pamqp import commands
 from pamqp import frame as pframe
+from support.wire import (
+    EMPTY_TABLE,
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    PROTOCOL_HEADER,
+    body_frame,
+    header_frame,
+    heartbeat_frame,
+    longstr,
+    method_frame,
+    method_payload,
+    nested_table,
+    raw_frame,
+    shortstr,
+    table,
+)
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
+# The wire encodings the test modules import from here.
+__all__ = [
+    "EMPTY_TABLE", "FRAME_BODY", "FRAME_END", "FRAME_HEADER", "FRAME_HEARTBEAT",
+    "FRAME_METHOD", "PROTOCOL_HEADER", "body_frame", "header_frame", "heartbeat_frame",
+    "longstr", "method_frame", "method_payload", "nested_table", "raw_frame", "shortstr",
+    "table",
+]
+
 TIMEOUT = 5.0
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-FRAME_END = 0xCE
-FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
 # Every reply code a Connection.Close for a client's mistake may carry; 541 (internal
 # error) is deliberately absent: it means the broker tripped over its own feet.
 CLIENT_ERROR_CODES = {320, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506, 530, 540}
 
 
 # --- waiting -------------------------------------------------------------------------------
-
-
-# --- hand-built wire encoding ----------------------------------------------------------------
-
-
-def shortstr(data: bytes | str) -> bytes:
-    raw = data.encode() if isinstance(data, str) else data
-    assert len(raw) <= 255
-    return bytes([len(raw)]) + raw
-
-
-def longstr(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
-
-
-def table(body: bytes) -> bytes:
-    """A field table from its already-encoded (key, tag, value) entries."""
-    return struct.pack(">I", len(body)) + body
-
-
-EMPTY_TABLE = table(b"")
-
-
-def nested_table(depth: int) -> bytes:
-    """`depth` tables, each holding the next under the key `a`, built in linear time."""
-    inner = EMPTY_TABLE
-    level = b"\x01aF"  # key "a", tag F (field table)
-    sizes = [len(inner) + (len(level) + 4) * i for i in range(depth + 1)]
-    parts = [struct.pack(">I", sizes[i] - 4) + level for i in range(depth, 0, -1)]
-    return b"".join(parts) + inner
-
-
-def raw_frame(frame_type: int, channel: int, payload: bytes, end: int = FRAME_END) -> bytes:
-    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
-
-
-def method_payload(class_id: int, method_id: int, args: bytes = b"") -> bytes:
-    return struct.pack(">HH", class_id, method_id) + args
-
-
-def method_frame(channel: int, class_id: int, method_id: int, args: bytes = b"") -> bytes:
-    return raw_frame(FRAME_METHOD, channel, method_payload(class_id, method_id, args))
 
 
 def channel_open(channel: int) -> bytes:
@@ -89,14 +71,6 @@ def queue_declare(channel: int, name: bytes, arguments: bytes = EMPTY_TABLE) -> 
 def basic_publish(channel: int, exchange: bytes = b"", routing_key: bytes = b"q") -> bytes:
     return method_frame(channel, 60, 40, struct.pack(">H", 0) + shortstr(exchange)
                         + shortstr(routing_key) + b"\x00")
-
-
-def content_header(channel: int, body_size: int, class_id: int = 60) -> bytes:
-    return raw_frame(FRAME_HEADER, channel, struct.pack(">HHQH", class_id, 0, body_size, 0))
-
-
-def content_body(channel: int, body: bytes) -> bytes:
-    return raw_frame(FRAME_BODY, channel, body)
 
 
 def start_ok_bytes() -> bytes:
@@ -329,8 +303,3 @@ def module_broker(**overrides: Any) -> Iterator[EmbeddedBroker]:
     """A broker for one test module, on an ephemeral loopback port."""
     with broker_in_thread(**overrides) as broker:
         yield broker
-
-
-def heartbeat_frame(channel: int = 0) -> bytes:
-    return raw_frame(FRAME_HEARTBEAT, channel, b"")
-

@@ -15,9 +15,9 @@ from hostile_support import (
     assert_connection_error,
     assert_serves,
     basic_publish,
+    body_frame,
     channel_open,
-    content_body,
-    content_header,
+    header_frame,
     heartbeat_frame,
     method_frame,
     method_payload,
@@ -89,7 +89,7 @@ def test_frame_larger_than_frame_max(broker: EmbeddedBroker, frame_type: int) ->
 
 
 def test_frame_larger_than_a_small_negotiated_frame_max(broker: EmbeddedBroker) -> None:
-    body = basic_publish(1) + content_header(1, 5000) + content_body(1, b"x" * 5000)[:1000]
+    body = basic_publish(1) + header_frame(1, 5000) + body_frame(1, b"x" * 5000)[:1000]
     assert "frame_too_large" in _after(broker, body, FRAME_ERROR, frame_max=4096)
 
 
@@ -134,17 +134,17 @@ def test_method_payload_shorter_than_its_ids(broker: EmbeddedBroker) -> None:
 
 
 OUT_OF_ORDER = {
-    "body-without-method": content_body(1, b"abc"),
-    "header-without-method": content_header(1, 3),
-    "body-before-header": basic_publish(1) + content_body(1, b"abc"),
+    "body-without-method": body_frame(1, b"abc"),
+    "header-without-method": header_frame(1, 3),
+    "body-before-header": basic_publish(1) + body_frame(1, b"abc"),
     "method-instead-of-header": basic_publish(1) + queue_declare(1, b"q"),
     "publish-instead-of-header": basic_publish(1) + basic_publish(1),
-    "method-instead-of-body": basic_publish(1) + content_header(1, 3) + queue_declare(1, b"q"),
-    "second-header": basic_publish(1) + content_header(1, 3) + content_header(1, 3),
-    "header-of-wrong-class": basic_publish(1) + content_header(1, 3, class_id=50),
-    "body-after-empty-body": basic_publish(1) + content_header(1, 0) + content_body(1, b"x"),
-    "header-on-channel-0": content_header(0, 3),
-    "body-on-channel-0": content_body(0, b"abc"),
+    "method-instead-of-body": basic_publish(1) + header_frame(1, 3) + queue_declare(1, b"q"),
+    "second-header": basic_publish(1) + header_frame(1, 3) + header_frame(1, 3),
+    "header-of-wrong-class": basic_publish(1) + header_frame(1, 3, class_id=50),
+    "body-after-empty-body": basic_publish(1) + header_frame(1, 0) + body_frame(1, b"x"),
+    "header-on-channel-0": header_frame(0, 3),
+    "body-on-channel-0": body_frame(0, b"abc"),
 }
 
 
@@ -155,13 +155,13 @@ def test_content_frames_out_of_order(broker: EmbeddedBroker, data: bytes) -> Non
 
 @pytest.mark.parametrize("extra", [1, 100, 4000])
 def test_body_longer_than_declared(broker: EmbeddedBroker, extra: int) -> None:
-    data = basic_publish(1) + content_header(1, 10) + content_body(1, b"y" * (10 + extra))
+    data = basic_publish(1) + header_frame(1, 10) + body_frame(1, b"y" * (10 + extra))
     _after(broker, data, UNEXPECTED_FRAME)
 
 
 def test_body_longer_than_declared_over_two_frames(broker: EmbeddedBroker) -> None:
-    data = (basic_publish(1) + content_header(1, 10) + content_body(1, b"y" * 6)
-            + content_body(1, b"y" * 6))
+    data = (basic_publish(1) + header_frame(1, 10) + body_frame(1, b"y" * 6)
+            + body_frame(1, b"y" * 6))
     _after(broker, data, UNEXPECTED_FRAME)
 
 
@@ -316,7 +316,7 @@ def test_invalid_utf8_in_publish(broker: EmbeddedBroker, where: str) -> None:
     bad = b"\xff\xfe"
     data = (basic_publish(1, exchange=bad) if where == "exchange"
             else basic_publish(1, routing_key=bad))
-    _after(broker, data + content_header(1, 0), FRAME_ERROR)
+    _after(broker, data + header_frame(1, 0), FRAME_ERROR)
 
 
 def test_invalid_utf8_in_table_key(broker: EmbeddedBroker) -> None:

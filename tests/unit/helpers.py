@@ -7,7 +7,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from pamqp import base, body, commands, frame, header
+from pamqp import commands, header
+from support.wire import content_frames, methods, pamqp_frame, raw_frame, read_frames
 
 from amqpbroker import errors
 from amqpbroker.app import connection_limits
@@ -38,29 +39,10 @@ CAPABILITIES = {"publisher_confirms": True, "authentication_failure_close": True
 # --- frames ----------------------------------------------------------------------------
 
 
-def raw_frame(frame_type: int, channel: int, payload: bytes, end: int = 0xCE) -> bytes:
-    """One frame from its parts, with any frame-end octet."""
-    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + bytes([end])
-
-
-def method_frame(channel: int, method: Any) -> bytes:
-    return frame.marshal(method, channel)
-
-
-def content_frames(channel: int, data: bytes, frame_max: int = 131072,
-                   properties: commands.Basic.Properties | None = None) -> bytes:
-    """A content header frame and the body frames, split at frame_max - 8."""
-    out = [frame.marshal(header.ContentHeader(0, len(data), properties), channel)]
-    chunk = frame_max - 8
-    for start in range(0, len(data), chunk):
-        out.append(frame.marshal(body.ContentBody(data[start:start + chunk]), channel))
-    return b"".join(out)
-
-
 def publish_frames(channel: int, data: bytes, exchange: str = "", routing_key: str = "q",
                    frame_max: int = 131072,
                    properties: commands.Basic.Properties | None = None) -> bytes:
-    return method_frame(channel, commands.Basic.Publish(
+    return pamqp_frame(channel, commands.Basic.Publish(
         exchange=exchange, routing_key=routing_key)) + content_frames(
             channel, data, frame_max, properties)
 
@@ -71,19 +53,8 @@ def header_payload(body_size: int, properties: commands.Basic.Properties | None 
     return struct.pack(">H", class_id) + payload[2:]
 
 
-def read_frames(data: bytes) -> list[tuple[int, Any]]:
-    """Every frame in `data` as (channel, pamqp object); the data must hold whole frames."""
-    frames = []
-    while data:
-        used, channel, value = frame.unmarshal(data)
-        frames.append((channel, value))
-        data = data[used:]
-    return frames
-
-
-def methods(data: bytes) -> list[tuple[int, Any]]:
-    """Only the method frames of `data`, as (channel, method)."""
-    return [(ch, f) for ch, f in read_frames(data) if isinstance(f, base.Frame)]
+# The wire encodings the test modules import from here.
+__all__ = ["content_frames", "methods", "pamqp_frame", "raw_frame", "read_frames"]
 
 
 # --- driving the protocol -------------------------------------------------------------------
@@ -264,16 +235,16 @@ def open_connection(handler: Any = None, conn_limits: Limits | None = None,
     handler = RecordingHandler() if handler is None else handler
     conn = Driven(handler, CAPABILITIES, conn_limits, now)
     conn.receive_data(PROTOCOL_HEADER, now)
-    conn.receive_data(method_frame(0, plain_start_ok()), now)
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), now)
-    conn.receive_data(method_frame(0, commands.Connection.Open(virtual_host=vhost)), now)
+    conn.receive_data(pamqp_frame(0, plain_start_ok()), now)
+    conn.receive_data(pamqp_frame(0, commands.Connection.TuneOk(*tune)), now)
+    conn.receive_data(pamqp_frame(0, commands.Connection.Open(virtual_host=vhost)), now)
     out = methods(conn.data_to_send(now))
     assert isinstance(out[-1][1], commands.Connection.OpenOk), out
     return conn, handler
 
 
 def open_channel(conn: Driven, channel: int, now: float = 0.0) -> None:
-    conn.receive_data(method_frame(channel, commands.Channel.Open()), now)
+    conn.receive_data(pamqp_frame(channel, commands.Channel.Open()), now)
     out = methods(conn.data_to_send(now))
     assert out and isinstance(out[-1][1], commands.Channel.OpenOk), out
 
@@ -365,13 +336,13 @@ def owned_connection(broker: Any, frame_max: int = 131072,
     client = ClientConnection(broker, limits(), peer="test", now=0.0, wake=_nothing,
                               rearm=_nothing)
     client.receive(PROTOCOL_HEADER, 0.0)
-    client.receive(method_frame(0, commands.Connection.StartOk(
+    client.receive(pamqp_frame(0, commands.Connection.StartOk(
         client_properties={"capabilities": {"consumer_cancel_notify": True}},
         mechanism="PLAIN", response="\0guest\0guest", locale="en_US")), 0.0)
-    client.receive(method_frame(0, commands.Connection.TuneOk(16, frame_max, 0)), 0.0)
-    client.receive(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
+    client.receive(pamqp_frame(0, commands.Connection.TuneOk(16, frame_max, 0)), 0.0)
+    client.receive(pamqp_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
     for channel in channels:
-        client.receive(method_frame(channel, commands.Channel.Open()), 0.0)
+        client.receive(pamqp_frame(channel, commands.Channel.Open()), 0.0)
     client.take_output(0.0)
     assert client.session is not None
     return client

@@ -6,15 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import method_frame, methods, owned_connection, publish_frames
+from helpers import methods, owned_connection, pamqp_frame, publish_frames
 from pamqp import commands
 
 from amqpbroker.broker.broker import Broker
 
 
 def _declare_and_consume(consumer: Any) -> None:
-    consumer.receive(method_frame(1, commands.Queue.Declare(queue="q")), 0.0)
-    consumer.receive(method_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c",
+    consumer.receive(pamqp_frame(1, commands.Queue.Declare(queue="q")), 0.0)
+    consumer.receive(pamqp_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c",
                                                             no_ack=True)), 0.0)
     consumer.take_output(0.0)
 
@@ -39,7 +39,7 @@ def test_a_failed_delivery_ends_only_the_consumers_connection(
         raise RuntimeError("the consumer's encoder is broken")
 
     consumer.send_deliver = broken
-    publisher.receive(method_frame(1, commands.Confirm.Select()) + publish_frames(1, b"x"), 0.0)
+    publisher.receive(pamqp_frame(1, commands.Confirm.Select()) + publish_frames(1, b"x"), 0.0)
 
     replies = [m for _, m in methods(publisher.take_output(0.0))]
     assert [type(m) for m in replies] == [commands.Confirm.SelectOk, commands.Basic.Ack]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import method_frame, raw_frame
+from helpers import pamqp_frame, raw_frame
 from pamqp import commands, frame
 
 from amqpbroker import errors
@@ -54,7 +54,7 @@ def test_empty_and_short_buffers_yield_nothing() -> None:
 
 
 def test_byte_by_byte() -> None:
-    data = (method_frame(1, commands.Basic.Publish(exchange="x", routing_key="k"))
+    data = (pamqp_frame(1, commands.Basic.Publish(exchange="x", routing_key="k"))
             + raw_frame(FRAME_HEADER, 1, b"\x00\x3c" + bytes(12))
             + raw_frame(FRAME_BODY, 1, b"payload")
             + HEARTBEAT_FRAME
@@ -165,7 +165,7 @@ def test_erlang_binary() -> None:
 
 
 def test_method_index() -> None:
-    payload = method_frame(1, commands.Queue.Declare(queue="q"))[7:-1]
+    payload = pamqp_frame(1, commands.Queue.Declare(queue="q"))[7:-1]
     assert method_index(payload) == commands.Queue.Declare.index == 0x0032000A
     with pytest.raises(errors.AMQPConnectionError) as info:
         method_index(b"\x00\x32")
@@ -173,7 +173,7 @@ def test_method_index() -> None:
 
 
 def test_decode_known_method() -> None:
-    payload = method_frame(1, commands.Queue.Declare(queue="q", durable=True,
+    payload = pamqp_frame(1, commands.Queue.Declare(queue="q", durable=True,
                                                      arguments={"x-max-length": 5}))[7:-1]
     method = decode_method(method_index(payload), payload)
     assert isinstance(method, commands.Queue.Declare)
@@ -201,7 +201,7 @@ def test_decode_unknown_class() -> None:
 
 
 def test_decode_truncated_method_is_501() -> None:
-    payload = method_frame(1, commands.Queue.Declare(queue="some-queue"))[7:-1][:9]
+    payload = pamqp_frame(1, commands.Queue.Declare(queue="some-queue"))[7:-1][:9]
     with pytest.raises(errors.AMQPConnectionError) as info:
         decode_method(method_index(payload), payload)
     err = info.value

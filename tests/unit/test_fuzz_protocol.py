@@ -8,10 +8,10 @@ from typing import Any
 from helpers import (
     Driven,
     RecordingHandler,
-    method_frame,
     open_channel,
     open_connection,
     owned_connection,
+    pamqp_frame,
     publish_frames,
     raw_frame,
     read_frames,
@@ -36,42 +36,42 @@ FRAME_MAX = 4096
 
 # Whole, valid commands a client might send, to get the fuzzer past the trivial errors.
 VALID = [
-    method_frame(1, commands.Channel.Open()),
-    method_frame(2, commands.Channel.Open()),
-    method_frame(1, commands.Channel.Close(200, "", 0, 0)),
-    method_frame(1, commands.Channel.CloseOk()),
-    method_frame(1, commands.Channel.Flow(active=True)),
-    method_frame(1, commands.Queue.Declare(queue="q")),
-    method_frame(1, commands.Queue.Declare(queue="", exclusive=True)),
-    method_frame(1, commands.Queue.Declare(queue="q", passive=True)),
-    method_frame(1, commands.Queue.Bind(queue="q", exchange="amq.headers",
+    pamqp_frame(1, commands.Channel.Open()),
+    pamqp_frame(2, commands.Channel.Open()),
+    pamqp_frame(1, commands.Channel.Close(200, "", 0, 0)),
+    pamqp_frame(1, commands.Channel.CloseOk()),
+    pamqp_frame(1, commands.Channel.Flow(active=True)),
+    pamqp_frame(1, commands.Queue.Declare(queue="q")),
+    pamqp_frame(1, commands.Queue.Declare(queue="", exclusive=True)),
+    pamqp_frame(1, commands.Queue.Declare(queue="q", passive=True)),
+    pamqp_frame(1, commands.Queue.Bind(queue="q", exchange="amq.headers",
                                         arguments={"x-match": "any", "a": 1})),
-    method_frame(1, commands.Queue.Bind(queue="q", exchange="amq.topic", routing_key="#")),
-    method_frame(1, commands.Queue.Unbind(queue="q", exchange="amq.topic", routing_key="#")),
-    method_frame(1, commands.Queue.Purge(queue="q")),
-    method_frame(1, commands.Queue.Delete(queue="q")),
-    method_frame(1, commands.Exchange.Declare(exchange="x", exchange_type="fanout",
+    pamqp_frame(1, commands.Queue.Bind(queue="q", exchange="amq.topic", routing_key="#")),
+    pamqp_frame(1, commands.Queue.Unbind(queue="q", exchange="amq.topic", routing_key="#")),
+    pamqp_frame(1, commands.Queue.Purge(queue="q")),
+    pamqp_frame(1, commands.Queue.Delete(queue="q")),
+    pamqp_frame(1, commands.Exchange.Declare(exchange="x", exchange_type="fanout",
                                               auto_delete=True,
                                               arguments={"alternate-exchange": "amq.topic"})),
-    method_frame(1, commands.Exchange.Bind(destination="x", source="amq.fanout")),
-    method_frame(1, commands.Exchange.Bind(destination="amq.fanout", source="x")),
-    method_frame(1, commands.Exchange.Delete(exchange="x")),
-    method_frame(1, commands.Basic.Qos(prefetch_count=2)),
-    method_frame(1, commands.Basic.Qos(prefetch_count=1, global_=True)),
-    method_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c")),
-    method_frame(1, commands.Basic.Consume(queue="q", consumer_tag="n", no_ack=True)),
-    method_frame(1, commands.Basic.Cancel(consumer_tag="c")),
-    method_frame(1, commands.Basic.Get(queue="q")),
-    method_frame(1, commands.Basic.Ack(delivery_tag=1)),
-    method_frame(1, commands.Basic.Ack(delivery_tag=0, multiple=True)),
-    method_frame(1, commands.Basic.Nack(delivery_tag=0, multiple=True, requeue=True)),
-    method_frame(1, commands.Basic.Reject(delivery_tag=1, requeue=True)),
-    method_frame(1, commands.Basic.Recover(requeue=True)),
-    method_frame(1, commands.Confirm.Select()),
-    method_frame(1, commands.Tx.Select()),
-    method_frame(1, commands.Tx.Commit()),
-    method_frame(1, commands.Tx.Rollback()),
-    method_frame(0, commands.Connection.UpdateSecret(new_secret="guest", reason="r")),
+    pamqp_frame(1, commands.Exchange.Bind(destination="x", source="amq.fanout")),
+    pamqp_frame(1, commands.Exchange.Bind(destination="amq.fanout", source="x")),
+    pamqp_frame(1, commands.Exchange.Delete(exchange="x")),
+    pamqp_frame(1, commands.Basic.Qos(prefetch_count=2)),
+    pamqp_frame(1, commands.Basic.Qos(prefetch_count=1, global_=True)),
+    pamqp_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c")),
+    pamqp_frame(1, commands.Basic.Consume(queue="q", consumer_tag="n", no_ack=True)),
+    pamqp_frame(1, commands.Basic.Cancel(consumer_tag="c")),
+    pamqp_frame(1, commands.Basic.Get(queue="q")),
+    pamqp_frame(1, commands.Basic.Ack(delivery_tag=1)),
+    pamqp_frame(1, commands.Basic.Ack(delivery_tag=0, multiple=True)),
+    pamqp_frame(1, commands.Basic.Nack(delivery_tag=0, multiple=True, requeue=True)),
+    pamqp_frame(1, commands.Basic.Reject(delivery_tag=1, requeue=True)),
+    pamqp_frame(1, commands.Basic.Recover(requeue=True)),
+    pamqp_frame(1, commands.Confirm.Select()),
+    pamqp_frame(1, commands.Tx.Select()),
+    pamqp_frame(1, commands.Tx.Commit()),
+    pamqp_frame(1, commands.Tx.Rollback()),
+    pamqp_frame(0, commands.Connection.UpdateSecret(new_secret="guest", reason="r")),
     publish_frames(1, b"hello", routing_key="q"),
     publish_frames(1, b"x" * 5000, exchange="amq.fanout", frame_max=FRAME_MAX),
     publish_frames(1, b"", exchange="amq.topic", routing_key="a.b"),
@@ -94,7 +94,7 @@ def _header_with_junk(channel: int, size: int, flags: int, junk: bytes) -> bytes
 
 def _publish_with_junk_header(exchange: str, flags: int, junk: bytes, data: bytes) -> bytes:
     head = struct.pack(">HHQH", 60, 0, len(data), flags) + junk
-    frames = method_frame(1, commands.Basic.Publish(exchange=exchange, routing_key="q"))
+    frames = pamqp_frame(1, commands.Basic.Publish(exchange=exchange, routing_key="q"))
     frames += raw_frame(2, 1, head)
     if data:
         frames += raw_frame(3, 1, data)
@@ -138,11 +138,11 @@ streams = st.lists(pieces, max_size=24).map(b"".join)
 # Valid commands only (and publishes with odd headers tables), to reach deep broker states:
 # consumers, unacked deliveries, transactions, confirms, auto-delete, exclusive queues.
 SETUP = b"".join([
-    method_frame(1, commands.Queue.Declare(queue="q")),
-    method_frame(1, commands.Queue.Bind(queue="q", exchange="amq.fanout")),
-    method_frame(1, commands.Basic.Qos(prefetch_count=3)),
-    method_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c")),
-    method_frame(1, commands.Confirm.Select()),
+    pamqp_frame(1, commands.Queue.Declare(queue="q")),
+    pamqp_frame(1, commands.Queue.Bind(queue="q", exchange="amq.fanout")),
+    pamqp_frame(1, commands.Basic.Qos(prefetch_count=3)),
+    pamqp_frame(1, commands.Basic.Consume(queue="q", consumer_tag="c")),
+    pamqp_frame(1, commands.Confirm.Select()),
     publish_frames(1, b"first", routing_key="q"),
 ])
 valid_streams = st.tuples(
@@ -270,7 +270,7 @@ def test_bridged_publish_with_malformed_headers_table() -> None:
     client, _ = bridged()
     table = b"\x00\x00\x00\x02\x01a"  # length 2, a key with no value
     flags = 0x2000
-    data = (method_frame(1, commands.Basic.Publish(exchange="amq.headers", routing_key=""))
+    data = (pamqp_frame(1, commands.Basic.Publish(exchange="amq.headers", routing_key=""))
             + raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 1, flags) + table)
             + raw_frame(3, 1, b"x"))
     client.receive(data, 0.0)

@@ -13,10 +13,10 @@ from helpers import (
     content_frames,
     header_payload,
     limits,
-    method_frame,
     methods,
     open_channel,
     open_connection,
+    pamqp_frame,
     plain_start_ok,
     publish_frames,
     raw_frame,
@@ -48,7 +48,7 @@ def started(now: float = 0.0) -> tuple[Driven, RecordingHandler]:
 
 def tuned(now: float = 0.0) -> tuple[Driven, RecordingHandler]:
     conn, handler = started(now)
-    conn.receive_data(method_frame(0, plain_start_ok()), now)
+    conn.receive_data(pamqp_frame(0, plain_start_ok()), now)
     (_, tune), = methods(conn.data_to_send(now))
     assert isinstance(tune, commands.Connection.Tune)
     return conn, handler
@@ -115,7 +115,7 @@ def test_header_in_pieces() -> None:
 
 def test_header_and_start_ok_in_one_read() -> None:
     conn, _ = fresh()
-    conn.receive_data(PROTOCOL_HEADER + method_frame(0, plain_start_ok()), 0.0)
+    conn.receive_data(PROTOCOL_HEADER + pamqp_frame(0, plain_start_ok()), 0.0)
     out = sent(conn)
     assert [type(m) for _, m in out] == [commands.Connection.Start, commands.Connection.Tune]
 
@@ -140,7 +140,7 @@ def test_start_fields() -> None:
 
 def test_plain_login_and_tune() -> None:
     conn, handler = started()
-    conn.receive_data(method_frame(0, plain_start_ok()), 0.0)
+    conn.receive_data(pamqp_frame(0, plain_start_ok()), 0.0)
     (channel, tune), = sent(conn)
     assert channel == 0
     assert isinstance(tune, commands.Connection.Tune)
@@ -154,7 +154,7 @@ def test_plain_login_and_tune() -> None:
 def test_amqplain_login() -> None:
     conn, handler = started()
     response = encode.field_table({"LOGIN": "guest", "PASSWORD": "guest"})[4:]
-    conn.receive_data(method_frame(0, commands.Connection.StartOk(
+    conn.receive_data(pamqp_frame(0, commands.Connection.StartOk(
         client_properties=CLIENT_PROPERTIES, mechanism="AMQPLAIN",
         response=response.decode("ascii"), locale="en_US")), 0.0)
     (_, tune), = sent(conn)
@@ -169,14 +169,14 @@ def test_amqplain_login() -> None:
 ])
 def test_bad_credentials(mechanism: str, response: str) -> None:
     conn, handler = started()
-    conn.receive_data(method_frame(0, commands.Connection.StartOk(
+    conn.receive_data(pamqp_frame(0, commands.Connection.StartOk(
         client_properties=CLIENT_PROPERTIES, mechanism=mechanism, response=response,
         locale="en_US")), 0.0)
     assert_closed_with(conn, 403, LOGIN_REFUSED.format(mechanism), (0, 0))
     assert conn.state == proto.CLOSING
     assert handler.named("closed") == [("closed",)]
     # the client's Close-Ok ends it
-    conn.receive_data(method_frame(0, commands.Connection.CloseOk()), 0.1)
+    conn.receive_data(pamqp_frame(0, commands.Connection.CloseOk()), 0.1)
     assert conn.closed
 
 
@@ -190,7 +190,7 @@ def test_bad_credentials(mechanism: str, response: str) -> None:
 def test_unusable_mechanism_or_response_is_dropped_silently(mechanism: str,
                                                               response: str) -> None:
     conn, handler = started()
-    conn.receive_data(method_frame(0, commands.Connection.StartOk(
+    conn.receive_data(pamqp_frame(0, commands.Connection.StartOk(
         client_properties=CLIENT_PROPERTIES, mechanism=mechanism, response=response,
         locale="en_US")), 0.0)
     assert_dropped_silently(conn)
@@ -230,9 +230,9 @@ def test_bad_tune_ok_fails_the_handshake(tune: tuple[int, int, int]) -> None:
     """RabbitMQ: frame_max outside [4096, ours] or channel_max above ours is a handshake
     failure: no Close frame, the socket is dropped."""
     conn, _ = tuned()
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.TuneOk(*tune)), 0.0)
     assert_dropped_silently(conn)
-    conn.receive_data(method_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.Open(virtual_host="/")), 0.0)
     assert not [m for _, m in sent(conn) if isinstance(m, commands.Connection.OpenOk)]
 
 
@@ -241,7 +241,7 @@ def test_tune_ok_zero_means_the_server_limit(tune: tuple[int, int, int]) -> None
     """Per spec (lower non-zero wins), 0 for channel_max or frame_max
     means "no limit of mine", so the server's own limit applies."""
     conn, _ = tuned()
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(*tune)), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.TuneOk(*tune)), 0.0)
     assert conn.state == proto.OPEN
     assert conn.channel_max == (tune[0] or 2047)
     assert conn.frame_max == (tune[1] or 131072)
@@ -259,8 +259,8 @@ def test_open() -> None:
 
 def test_open_unknown_vhost() -> None:
     conn, handler = tuned()
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(2047, 131072, 60)), 0.0)
-    conn.receive_data(method_frame(0, commands.Connection.Open(virtual_host="nope")), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.TuneOk(2047, 131072, 60)), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.Open(virtual_host="nope")), 0.0)
     assert_closed_with(conn, 530, "NOT_ALLOWED - vhost nope not found", (10, 40))
     assert conn.state == proto.CLOSING
     assert handler.named("closed") == [("closed",)]
@@ -268,8 +268,8 @@ def test_open_unknown_vhost() -> None:
 
 def test_method_before_open_is_a_handshake_failure() -> None:
     conn, _ = tuned()
-    conn.receive_data(method_frame(0, commands.Connection.TuneOk(2047, 131072, 60)), 0.0)
-    conn.receive_data(method_frame(1, commands.Channel.Open()), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.TuneOk(2047, 131072, 60)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Open()), 0.0)
     assert_dropped_silently(conn)
 
 
@@ -285,7 +285,7 @@ def test_pre_auth_frame_at_the_limit_is_read() -> None:
     conn, _ = started()
 
     def start_ok(pad: int) -> bytes:
-        return method_frame(0, commands.Connection.StartOk(
+        return pamqp_frame(0, commands.Connection.StartOk(
             client_properties={"pad": "p" * pad}, mechanism="PLAIN",
             response="\0guest\0guest", locale="en_US"))
 
@@ -299,7 +299,7 @@ def test_pre_auth_frame_at_the_limit_is_read() -> None:
 def test_after_open_frames_up_to_frame_max_are_read() -> None:
     conn, handler = open_connection(tune=(2047, 8192, 0))
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Basic.Publish(routing_key="q"))
+    conn.receive_data(pamqp_frame(1, commands.Basic.Publish(routing_key="q"))
                       + raw_frame(2, 1, header_payload(8184))
                       + raw_frame(FRAME_BODY, 1, b"b" * 8184), 0.0)
     (publish,) = handler.named("publish")
@@ -327,7 +327,7 @@ def test_handshake_timeout() -> None:
 def test_handshake_timeout_counts_from_the_start_not_the_last_byte() -> None:
     """A slowloris that sends one byte a second still times out at 10 s."""
     conn, _ = started(now=0.0)
-    start_ok = method_frame(0, plain_start_ok())
+    start_ok = pamqp_frame(0, plain_start_ok())
     now = 0.0
     for i in range(10):
         now = 1.0 + i
@@ -399,7 +399,7 @@ def test_heartbeat_on_a_channel_is_505() -> None:
 def test_client_close() -> None:
     conn, handler = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(0, commands.Connection.Close(200, "bye", 0, 0)), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Connection.Close(200, "bye", 0, 0)), 0.0)
     out = sent(conn)
     assert [(ch, type(m)) for ch, m in out] == [(0, commands.Connection.CloseOk)]
     assert conn.closed
@@ -414,11 +414,11 @@ def test_server_close_waits_for_close_ok_and_drops_the_rest() -> None:
     assert_closed_with(conn, 320, "CONNECTION_FORCED - shutdown", (0, 0))
     assert conn.state == proto.CLOSING
     calls = len(handler.calls)
-    conn.receive_data(method_frame(1, commands.Basic.Qos(prefetch_count=1))
+    conn.receive_data(pamqp_frame(1, commands.Basic.Qos(prefetch_count=1))
                       + publish_frames(1, b"late"), 0.1)
     assert sent(conn, 0.1) == []
     assert len(handler.calls) == calls
-    conn.receive_data(method_frame(0, commands.Connection.CloseOk()), 0.2)
+    conn.receive_data(pamqp_frame(0, commands.Connection.CloseOk()), 0.2)
     assert conn.closed
 
 
@@ -426,7 +426,7 @@ def test_crossing_close_while_closing() -> None:
     conn, _ = open_connection()
     conn.close(errors.AMQPConnectionError(errors.CONNECTION_FORCED, "shutdown"))
     sent(conn)
-    conn.receive_data(method_frame(0, commands.Connection.Close(200, "bye", 0, 0)), 0.1)
+    conn.receive_data(pamqp_frame(0, commands.Connection.Close(200, "bye", 0, 0)), 0.1)
     assert [type(m) for _, m in sent(conn, 0.1)] == [commands.Connection.CloseOk]
     assert conn.closed
 
@@ -441,7 +441,7 @@ def test_closing_times_out_without_close_ok() -> None:
 
 def test_channel_method_on_channel_zero() -> None:
     conn, _ = open_connection()
-    conn.receive_data(method_frame(0, commands.Queue.Declare(queue="q")), 0.0)
+    conn.receive_data(pamqp_frame(0, commands.Queue.Declare(queue="q")), 0.0)
     assert_closed_with(conn, 504, "CHANNEL_ERROR - unexpected method in connection state "
                        "running", (50, 10))
 
@@ -449,7 +449,7 @@ def test_channel_method_on_channel_zero() -> None:
 def test_connection_method_on_a_channel() -> None:
     conn, _ = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Connection.Open(virtual_host="/")), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Connection.Open(virtual_host="/")), 0.0)
     assert_closed_with(conn, 503, "COMMAND_INVALID - unimplemented method", (10, 40))
 
 
@@ -457,7 +457,7 @@ def test_update_secret_is_accepted_whatever_the_secret() -> None:
     """RabbitMQ with the internal user database: any new secret gets Update-Secret-Ok
     (it is not re-checked as a password) and the connection stays open."""
     conn, handler = open_connection()
-    conn.receive_data(method_frame(0, commands.Connection.UpdateSecret(
+    conn.receive_data(pamqp_frame(0, commands.Connection.UpdateSecret(
         new_secret="not-the-password", reason="refresh")), 0.0)
     (channel, ok), = sent(conn)
     assert channel == 0
@@ -473,7 +473,7 @@ def test_update_secret_refused_by_a_backend() -> None:
     """A backend that refuses the secret (a token backend would): 530, as RabbitMQ."""
     conn, handler = open_connection()
     handler.raise_on[commands.Connection.UpdateSecret.index] = errors.secret_refused()
-    conn.receive_data(method_frame(0, commands.Connection.UpdateSecret(
+    conn.receive_data(pamqp_frame(0, commands.Connection.UpdateSecret(
         new_secret="x", reason="refresh")), 0.0)
     assert_closed_with(conn, 530, "NOT_ALLOWED - New secret was refused by one of the "
                        "backends", (10, 70))
@@ -484,13 +484,13 @@ def test_update_secret_refused_by_a_backend() -> None:
 
 def test_channel_open_and_close_bookkeeping() -> None:
     conn, handler = open_connection()
-    conn.receive_data(method_frame(1, commands.Channel.Open())
-                      + method_frame(2, commands.Channel.Open()), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Open())
+                      + pamqp_frame(2, commands.Channel.Open()), 0.0)
     assert [(ch, type(m)) for ch, m in sent(conn)] == [
         (1, commands.Channel.OpenOk), (2, commands.Channel.OpenOk)]
     assert set(conn.channels) == {1, 2}
     assert handler.named("channel_open") == [("channel_open", 1), ("channel_open", 2)]
-    conn.receive_data(method_frame(1, commands.Channel.Close(200, "bye", 0, 0)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Close(200, "bye", 0, 0)), 0.0)
     assert [(ch, type(m)) for ch, m in sent(conn)] == [(1, commands.Channel.CloseOk)]
     assert set(conn.channels) == {2}
     assert handler.named("channel_closed") == [("channel_closed", 1)]
@@ -502,7 +502,7 @@ def test_channel_open_and_close_bookkeeping() -> None:
 def test_methods_reach_the_handler() -> None:
     conn, handler = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Queue.Declare(queue="q", durable=True)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Queue.Declare(queue="q", durable=True)), 0.0)
     (_, channel, index, args), = handler.named("method")
     assert (channel, index) == (1, commands.Queue.Declare.index)
     assert args.queue == "q" and args.durable is True
@@ -511,9 +511,9 @@ def test_methods_reach_the_handler() -> None:
 def test_fast_path_methods_reach_the_handler_as_tuples() -> None:
     conn, handler = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Basic.Ack(delivery_tag=7, multiple=True))
-                      + method_frame(1, commands.Basic.Nack(delivery_tag=8, requeue=False))
-                      + method_frame(1, commands.Basic.Reject(delivery_tag=9)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Basic.Ack(delivery_tag=7, multiple=True))
+                      + pamqp_frame(1, commands.Basic.Nack(delivery_tag=8, requeue=False))
+                      + pamqp_frame(1, commands.Basic.Reject(delivery_tag=9)), 0.0)
     assert [c[2:] for c in handler.named("method")] == [
         (commands.Basic.Ack.index, (7, True)),
         (commands.Basic.Nack.index, (8, False, False)),
@@ -564,8 +564,8 @@ def test_oversized_message_closes_the_channel_after_the_body() -> None:
 def test_method_where_header_due_closes_the_connection() -> None:
     conn, _ = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Basic.Publish(routing_key="q"))
-                      + method_frame(1, commands.Basic.Qos(prefetch_count=1)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Basic.Publish(routing_key="q"))
+                      + pamqp_frame(1, commands.Basic.Qos(prefetch_count=1)), 0.0)
     assert_closed_with(conn, 505, "UNEXPECTED_FRAME - expected content header for class 60, "
                        "got non content header frame instead", (60, 40))
 
@@ -581,7 +581,7 @@ def test_body_with_no_method_closes_the_connection() -> None:
 def test_second_open() -> None:
     conn, _ = open_connection()
     open_channel(conn, 1)
-    conn.receive_data(method_frame(1, commands.Channel.Open()), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Open()), 0.0)
     assert_closed_with(conn, 504, "CHANNEL_ERROR - second 'channel.open' seen", (20, 10))
 
 
@@ -595,7 +595,7 @@ def test_second_open() -> None:
 ])
 def test_method_on_unopened_channel(method: Any) -> None:
     conn, handler = open_connection()
-    conn.receive_data(method_frame(3, method), 0.0)
+    conn.receive_data(pamqp_frame(3, method), 0.0)
     index = method.index
     assert_closed_with(conn, 504, "CHANNEL_ERROR - expected 'channel.open'",
                        (index >> 16, index & 0xFFFF))
@@ -628,7 +628,7 @@ def test_more_channels_than_channel_max() -> None:
     conn, _ = open_connection(tune=(3, 131072, 0))
     for channel in (1, 2, 3):
         open_channel(conn, channel)
-    conn.receive_data(method_frame(4, commands.Channel.Open()), 0.0)
+    conn.receive_data(pamqp_frame(4, commands.Channel.Open()), 0.0)
     assert_closed_with(conn, 530, "NOT_ALLOWED - number of channels opened (3) has reached "
                        "the negotiated channel_max (3)", (0, 0))
 
@@ -637,7 +637,7 @@ def test_closed_channel_frees_a_slot() -> None:
     conn, _ = open_connection(tune=(2, 131072, 0))
     open_channel(conn, 1)
     open_channel(conn, 2)
-    conn.receive_data(method_frame(1, commands.Channel.Close(200, "", 0, 0)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Close(200, "", 0, 0)), 0.0)
     sent(conn)
     open_channel(conn, 1)
 
@@ -647,7 +647,7 @@ def test_server_channel_close_drops_methods_until_close_ok() -> None:
     open_channel(conn, 1)
     open_channel(conn, 2)
     handler.raise_on[commands.Queue.Declare.index] = errors.queue_not_found("q", "/")
-    conn.receive_data(method_frame(1, commands.Queue.Declare(queue="q", passive=True)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Queue.Declare(queue="q", passive=True)), 0.0)
     (channel, close), = sent(conn)
     assert channel == 1
     assert isinstance(close, commands.Channel.Close)
@@ -656,17 +656,17 @@ def test_server_channel_close_drops_methods_until_close_ok() -> None:
     assert handler.named("channel_closed") == [("channel_closed", 1)]
     calls = len(handler.calls)
     # dropped silently: methods, content, even a new Channel.Open
-    conn.receive_data(method_frame(1, commands.Basic.Qos(prefetch_count=5))
+    conn.receive_data(pamqp_frame(1, commands.Basic.Qos(prefetch_count=5))
                       + publish_frames(1, b"dropped")
-                      + method_frame(1, commands.Channel.Open()), 0.0)
+                      + pamqp_frame(1, commands.Channel.Open()), 0.0)
     assert sent(conn) == []
     assert len(handler.calls) == calls
     assert conn.state == proto.RUNNING
     # the other channel is unaffected
-    conn.receive_data(method_frame(2, commands.Basic.Qos(prefetch_count=5)), 0.0)
+    conn.receive_data(pamqp_frame(2, commands.Basic.Qos(prefetch_count=5)), 0.0)
     assert handler.named("method")[-1][1] == 2
     # after Close-Ok the channel number can be opened again
-    conn.receive_data(method_frame(1, commands.Channel.CloseOk()), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.CloseOk()), 0.0)
     assert sent(conn) == []
     open_channel(conn, 1)
 
@@ -677,7 +677,7 @@ def test_server_channel_close_then_client_close_crossing() -> None:
     conn.close_channel(1, errors.ChannelError(errors.PRECONDITION_FAILED, "nope", 60, 80))
     (_, close), = sent(conn)
     assert (close.reply_code, close.reply_text) == (406, "PRECONDITION_FAILED - nope")
-    conn.receive_data(method_frame(1, commands.Channel.Close(200, "", 0, 0)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Channel.Close(200, "", 0, 0)), 0.0)
     assert [(ch, type(m)) for ch, m in sent(conn)] == [(1, commands.Channel.CloseOk)]
     open_channel(conn, 1)
 
@@ -700,7 +700,7 @@ def test_connection_error_from_the_handler() -> None:
     conn, handler = open_connection()
     open_channel(conn, 1)
     handler.raise_on[commands.Basic.Qos.index] = errors.not_implemented("prefetch_size!=0 (1)")
-    conn.receive_data(method_frame(1, commands.Basic.Qos(prefetch_size=1)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Basic.Qos(prefetch_size=1)), 0.0)
     assert_closed_with(conn, 540, "NOT_IMPLEMENTED - prefetch_size!=0 (1)", (60, 10))
     assert handler.named("closed") == [("closed",)]
 
@@ -733,7 +733,7 @@ def test_long_channel_reply_text_is_truncated() -> None:
     open_channel(conn, 1)
     name = "q" * 255
     handler.raise_on[commands.Queue.Declare.index] = errors.queue_not_found(name, "/")
-    conn.receive_data(method_frame(1, commands.Queue.Declare(queue=name, passive=True)), 0.0)
+    conn.receive_data(pamqp_frame(1, commands.Queue.Declare(queue=name, passive=True)), 0.0)
     (channel, close), = sent(conn)
     assert channel == 1
     assert isinstance(close, commands.Channel.Close)
