@@ -7,19 +7,23 @@ publishes, consumes with credit and acks, declares and binds (`ChannelModel`). T
 answers and delivers through the frontend's `Sink`, which never blocks: `writable()` False
 is backpressure (the queue keeps its messages until `SessionModel.resume`).
 
-`Broker`, `Session` and `Channel` implement these structurally; mypy checks it where the
-AMQP frontend holds them through these types.
+`Broker`, `Session` and `Channel` implement these structurally; mypy checks it
+(`_implementations`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from amqpbroker import errors
+    from amqpbroker.broker.broker import Broker
+    from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.consumer import Consumer, ReplyConsumer
     from amqpbroker.broker.dispatch import ReadyQueues
     from amqpbroker.broker.message import Message
+    from amqpbroker.broker.session import Session
 
 
 class Sink(Protocol):
@@ -81,7 +85,7 @@ class SessionModel(Protocol):
     @property
     def vhost(self) -> VhostModel: ...
     @property
-    def channels(self) -> dict[int, Any]: ...
+    def channels(self) -> Mapping[int, ChannelModel]: ...
     def open_channel(self, channel_id: int) -> ChannelModel: ...
     def close_channel(self, channel_id: int) -> None: ...
     def end_of_pass(self) -> None:
@@ -101,6 +105,14 @@ class BrokerModel(Protocol):
     def authenticate(self, username: str, password: str | None, loopback: bool) -> bool: ...
     def update_secret(self, username: str, secret: bytes) -> bool: ...
     def open_session(self, vhost_name: str, username: str, sink: Sink, *,
-                     cancel_notify: bool) -> Any:
-        """A `SessionModel` on the vhost, None when there is no such vhost; raises 530
-        when the user may not use it."""
+                     cancel_notify: bool) -> SessionModel | None:
+        """A session on the vhost, None when there is no such vhost; raises 530 when the
+        user may not use it."""
+
+
+if TYPE_CHECKING:
+
+    def _implementations(broker: Broker, session: Session, channel: Channel
+                         ) -> tuple[BrokerModel, SessionModel, ChannelModel]:
+        """For mypy only: the broker model implements the frontend interface."""
+        return broker, session, channel

@@ -2,7 +2,8 @@
 broker model, and owns the connection's output.
 
 `ClientConnection` drives the sans-IO `Connection` (bytes in, commands out), answers each
-command through the broker (it is the AMQP 0-9-1 frontend of `broker.frontend`), and is
+command through the broker (it is the AMQP 0-9-1 frontend of `broker.frontend`; it runs
+AMQP methods through the class handlers, so it holds the concrete session), and is
 the only place where the broker's `ChannelError` and `AMQPConnectionError` become AMQP
 closes. It is also the broker's `Sink` for this connection: deliveries, replies and
 confirms are encoded with the struct codec straight into its output buffer, which it
@@ -23,8 +24,8 @@ from typing import Any
 from pamqp import commands
 
 from amqpbroker import errors
+from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.consumer import Consumer, ReplyConsumer
-from amqpbroker.broker.frontend import BrokerModel
 from amqpbroker.broker.handlers import DISPATCH
 from amqpbroker.broker.message import HeadersDecoder, Message
 from amqpbroker.broker.session import Session
@@ -97,7 +98,7 @@ def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
 class ClientConnection:
     """One client: its protocol state, its broker session and its output buffer."""
 
-    def __init__(self, broker: BrokerModel, limits: Limits, *, peer: str, now: float,
+    def __init__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool = True,
                  external_user: str | None = None) -> None:
         self.broker = broker

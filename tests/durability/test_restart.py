@@ -17,8 +17,8 @@ from durability_support import (
     connect,
     exchange_exists,
     queue_exists,
-    wait_for,
 )
+from support.processes import wait_for
 
 from amqpbroker.store.messages import decode_message
 

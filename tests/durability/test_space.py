@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pika
 import pytest
-from durability_support import BrokerProcess, connect, wait_for
+from durability_support import BrokerProcess, connect
 from pamqp import commands, header
 from pika.adapters.blocking_connection import BlockingChannel
+from support.processes import wait_for
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.buffers import PageCodec, Paging

@@ -12,6 +12,7 @@ from pamqp import body as pamqp_body
 from pamqp import commands, encode, frame, header
 from pamqp import decode as pamqp_decode
 
+from amqpbroker import values
 from amqpbroker.protocol.amqp import fastcodec
 from amqpbroker.protocol.amqp.fastcodec import HeaderInfo
 
@@ -433,7 +434,7 @@ def test_scan_header_matches_pamqp(props: commands.Basic.Properties, body_size: 
         assert consumed == end - start
         assert table == props.headers
         assert fastcodec.decode_headers(hp, (start, end)) == props.headers
-        assert fastcodec.table_depth(hp, start) == python_depth(props.headers)
+        assert values.table_depth(hp, start) == python_depth(props.headers)
     # pamqp reads the same header back the same way
     decoded = header.ContentHeader()
     decoded.unmarshal(hp)
@@ -522,9 +523,9 @@ def test_scan_header_headers_length_past_end() -> None:
 @given(tables)
 def test_table_depth_matches_structure(table: dict[str, object]) -> None:
     data = encode.field_table(table)
-    assert fastcodec.table_depth(data) == max(1, python_depth(table))
-    assert fastcodec.table_depth(b"pad" + data, 3) == max(1, python_depth(table))
-    assert fastcodec.table_depth(memoryview(data)) == max(1, python_depth(table))
+    assert values.table_depth(data) == max(1, python_depth(table))
+    assert values.table_depth(b"pad" + data, 3) == max(1, python_depth(table))
+    assert values.table_depth(memoryview(data)) == max(1, python_depth(table))
 
 
 @pytest.mark.parametrize(
@@ -539,7 +540,7 @@ def test_table_depth_matches_structure(table: dict[str, object]) -> None:
     ],
 )
 def test_table_depth_examples(table: dict[str, object], depth: int) -> None:
-    assert fastcodec.table_depth(encode.field_table(table)) == depth
+    assert values.table_depth(encode.field_table(table)) == depth
 
 
 def test_table_depth_every_tag() -> None:
@@ -566,7 +567,7 @@ def test_table_depth_every_tag() -> None:
     ]
     content = b"".join(b"\x01" + tag + tag + value for tag, value in entries)  # key = tag
     data = struct.pack(">I", len(content)) + content
-    assert fastcodec.table_depth(data) == 2
+    assert values.table_depth(data) == 2
 
 
 @pytest.mark.parametrize(
@@ -589,7 +590,7 @@ def test_table_depth_every_tag() -> None:
 )
 def test_table_depth_malformed(data: bytes) -> None:
     with pytest.raises(ValueError):
-        fastcodec.table_depth(data)
+        values.table_depth(data)
 
 
 @given(tables, st.data())
@@ -597,13 +598,13 @@ def test_table_depth_truncated(table: dict[str, object], data: st.DataObject) ->
     encoded = encode.field_table(table)
     cut = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
     with pytest.raises(ValueError):
-        fastcodec.table_depth(encoded[:cut])
+        values.table_depth(encoded[:cut])
 
 
 @pytest.mark.parametrize("kind", [b"F", b"A"])
 def test_table_depth_deep_nesting_is_iterative(kind: bytes) -> None:
     data = nested(10_000, kind)
-    assert fastcodec.table_depth(data) == 10_000
+    assert values.table_depth(data) == 10_000
     hp = struct.pack(">HHQH", 60, 0, 0, 0x2000) + data
     info = fastcodec.scan_header(hp)
     assert info.headers_span == (14, len(hp))

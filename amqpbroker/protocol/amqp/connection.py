@@ -103,7 +103,7 @@ _FAST_DECODERS: dict[int, Callable[[bytes], Any]] = {
 _new_tuple = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """The negotiable and fixed limits of one connection; the values come from the
     broker's settings (`app.connection_limits`), which hold the defaults."""

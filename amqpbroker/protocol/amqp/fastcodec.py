@@ -37,7 +37,7 @@ from amqpbroker.protocol.amqp.spec import (
     METHOD_BASIC_DELIVER,
     METHOD_BASIC_NACK,
 )
-from amqpbroker.values import decode_table, table_depth
+from amqpbroker.values import decode_table
 
 __all__ = [
     "HeaderInfo",
@@ -53,7 +53,6 @@ __all__ = [
     "encode_method_frame",
     "encode_nack",
     "scan_header",
-    "table_depth",
 ]
 
 

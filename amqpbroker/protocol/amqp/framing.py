@@ -13,7 +13,7 @@ from typing import Any
 from pamqp import base, commands
 
 from amqpbroker import errors
-from amqpbroker.protocol.amqp.fastcodec import encode_method_frame, table_depth
+from amqpbroker.protocol.amqp.fastcodec import encode_method_frame
 from amqpbroker.protocol.amqp.spec import (
     FRAME_BODY,
     FRAME_END,
@@ -23,6 +23,7 @@ from amqpbroker.protocol.amqp.spec import (
     FRAME_OVERHEAD,
     split_index,
 )
+from amqpbroker.values import table_depth
 
 _FRAME_HEADER = struct.Struct(">BHI")  # type, channel, size
 _HEAD_SIZE = _FRAME_HEADER.size
