@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-import socket
 import struct
 import sys
 import time
@@ -20,8 +19,9 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
+from support.client import RawConnection
 from support.wire import (
-    FRAME_END,
+    FRAME_HEARTBEAT,
     PROTOCOL_HEADER,
     VOID,
     Typed,
@@ -160,72 +160,38 @@ class Client:
     """One AMQP connection, driven synchronously over a blocking socket."""
 
     def __init__(self, host: str, port: int, timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.wire = RawConnection(host, port, timeout)
         self.timeout = timeout
-        self.buf = bytearray()
         self.pending: list[tuple[int, Any]] = []
         self.next_channel = 1
         self.start: Any = None
         self.tune: Any = None
-        self.eof = False
         self.frame_max = 131072
 
     # raw IO
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        self.wire.send(data)
 
     def send_method(self, channel: int, method: Any) -> None:
-        self.send(pframe.marshal(method, channel))
-
-    def _fill(self, deadline: float) -> None:
-        if self.eof:
-            raise ConnectionClosed("socket already closed")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            self.eof = True
-            raise ConnectionClosed(str(exc)) from exc
-        except TimeoutError:
-            raise
-        if not data:
-            self.eof = True
-            raise ConnectionClosed("EOF")
-        self.buf += data
+        self.wire.send_method(method, channel)
 
     def read_bytes(self, n: int, timeout: float | None = None) -> bytes:
         """Exactly n raw bytes (or fewer if the socket closes first)."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while len(self.buf) < n:
-            try:
-                self._fill(deadline)
-            except (ConnectionClosed, TimeoutError):
-                break
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
+        return self.wire.read_bytes(n, timeout or self.timeout)
 
     def _read_frame(self, deadline: float) -> tuple[int, Any]:
-        while True:
-            buf = self.buf
-            if len(buf) >= 8 and buf[:4] == b"AMQP":
-                raise AssertionError(f"unexpected protocol header from server: {bytes(buf[:8])!r}")
-            if len(buf) >= 7:
-                frame_type, channel, size = struct.unpack_from(">BHI", buf)
-                if len(buf) >= size + 8:
-                    raw = bytes(buf[: size + 8])
-                    del buf[: size + 8]
-                    assert raw[-1] == FRAME_END, f"bad frame end from server: {raw!r}"
-                    if frame_type == 8:
-                        return channel, Heartbeat()
-                    _, channel, value = pframe.unmarshal(raw)
-                    return channel, value
-            self._fill(deadline)
+        if self.wire.buffer[:4] == b"AMQP":
+            raise AssertionError(
+                f"unexpected protocol header from server: {self.wire.buffer[:8]!r}")
+        received = self.wire.read_frame(deadline - time.monotonic())
+        if received is None:
+            raise ConnectionClosed("EOF")
+        frame_type, channel, payload = received
+        if frame_type == FRAME_HEARTBEAT:
+            return channel, Heartbeat()
+        _, channel, value = pframe.unmarshal(raw_frame(frame_type, channel, payload))
+        return channel, value
 
     def _next(self, deadline: float) -> tuple[int, Any]:
         """The next frame; content-bearing methods come back with their content."""
@@ -412,8 +378,7 @@ class Client:
         assert ok.queue.startswith("amq.gen-")
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        self.wire.close()
 
 
 class Chan:

@@ -13,10 +13,11 @@ from typing import Any
 import aio_pika
 import pika
 import pytest
-from integration_support import DEFAULT_TIMEOUT, RawClient, async_wait_for
+from integration_support import DEFAULT_TIMEOUT, async_wait_for
 from pamqp import body as pamqp_body
 from pamqp import commands, frame, header
 from pamqp.commands import Basic
+from support.client import RawConnection
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
@@ -56,25 +57,26 @@ def assert_stays(predicate: Callable[[], bool], what: str,
 # --- raw client helpers ----------------------------------------------------------------
 
 
-def raw_handshake(raw: RawClient, capabilities: dict[str, Any] | None) -> commands.Connection.Start:
+def raw_handshake(raw: RawConnection,
+                  capabilities: dict[str, Any] | None) -> commands.Connection.Start:
     raw.sock.sendall(b"AMQP\x00\x00\x09\x01")
     start = raw.expect(commands.Connection.Start)
     properties: dict[str, Any] = {"product": "raw-blocked-test"}
     if capabilities is not None:
         properties["capabilities"] = capabilities
-    raw.send(commands.Connection.StartOk(client_properties=properties, mechanism="PLAIN",
+    raw.send_method(commands.Connection.StartOk(client_properties=properties, mechanism="PLAIN",
                                          response="\x00guest\x00guest", locale="en_US"))
     tune = raw.expect(commands.Connection.Tune)
-    raw.send(commands.Connection.TuneOk(channel_max=tune.channel_max,
+    raw.send_method(commands.Connection.TuneOk(channel_max=tune.channel_max,
                                         frame_max=tune.frame_max, heartbeat=0))
-    raw.send(commands.Connection.Open(virtual_host="/"))
+    raw.send_method(commands.Connection.Open(virtual_host="/"))
     raw.expect(commands.Connection.OpenOk)
-    raw.send(commands.Channel.Open(), channel=1)
+    raw.send_method(commands.Channel.Open(), channel=1)
     raw.expect(commands.Channel.OpenOk)
     return start
 
 
-def raw_publish(raw: RawClient, routing_key: str, data: bytes) -> None:
+def raw_publish(raw: RawConnection, routing_key: str, data: bytes) -> None:
     """Method, header and body frames in one write, as client libraries send them."""
     raw.sock.sendall(b"".join(frame.marshal(value, 1) for value in (
         commands.Basic.Publish(exchange="", routing_key=routing_key),
@@ -82,18 +84,18 @@ def raw_publish(raw: RawClient, routing_key: str, data: bytes) -> None:
         pamqp_body.ContentBody(data))))
 
 
-def raw_declare(raw: RawClient, queue: str, passive: bool = False) -> commands.Queue.DeclareOk:
-    raw.send(commands.Queue.Declare(queue=queue, passive=passive), channel=1)
+def raw_declare(raw: RawConnection, queue: str, passive: bool = False) -> commands.Queue.DeclareOk:
+    raw.send_method(commands.Queue.Declare(queue=queue, passive=passive), channel=1)
     return raw.expect(commands.Queue.DeclareOk)
 
 
 @pytest.fixture
-def raw_clients(broker: EmbeddedBroker) -> Iterator[Callable[[], RawClient]]:
-    opened: list[RawClient] = []
+def raw_clients(broker: EmbeddedBroker) -> Iterator[Callable[[], RawConnection]]:
+    opened: list[RawConnection] = []
     # (The alarm is cleared by the `broker` fixture, after these sockets are closed.)
 
-    def open_client() -> RawClient:
-        client = RawClient(broker.host, broker.port)
+    def open_client() -> RawConnection:
+        client = RawConnection(broker.host, broker.port)
         opened.append(client)
         return client
 
@@ -108,7 +110,7 @@ def raw_clients(broker: EmbeddedBroker) -> Iterator[Callable[[], RawClient]]:
 
 
 def test_server_announces_all_nine_capabilities(amqp_broker: EmbeddedBroker):
-    raw = RawClient(amqp_broker.host, amqp_broker.port)
+    raw = RawConnection(amqp_broker.host, amqp_broker.port)
     try:
         raw.sock.sendall(b"AMQP\x00\x00\x09\x01")
         start = raw.expect(commands.Connection.Start)
@@ -146,13 +148,13 @@ def test_raw_publisher_is_blocked_held_and_unblocked(broker: EmbeddedBroker, raw
              what="the held publishes to land")
     got = []
     for _ in range(3):
-        observer.send(commands.Basic.Get(queue="blk.raw", no_ack=True), channel=1)
+        observer.send_method(commands.Basic.Get(queue="blk.raw", no_ack=True), channel=1)
         observer.expect(commands.Basic.GetOk)
         observer.expect(header.ContentHeader)
         got.append(observer.expect(pamqp_body.ContentBody).value)
     assert got == [b"before", b"held-1", b"held-2"]
     # Blocked and Unblocked came once each: the next frame is the reply to this Qos.
-    publisher.send(commands.Basic.Qos(prefetch_count=1), channel=1)
+    publisher.send_method(commands.Basic.Qos(prefetch_count=1), channel=1)
     publisher.expect(commands.Basic.QosOk)
 
 
@@ -193,7 +195,7 @@ def test_raw_publisher_without_the_capability_is_held_silently(broker: EmbeddedB
     wait_for(lambda: raw_declare(observer, "blk.silent", passive=True).message_count == 2,
              what="the held publish to land")
     # No Blocked / Unblocked for a client that did not ask: next comes the Qos reply.
-    publisher.send(commands.Basic.Qos(prefetch_count=1), channel=1)
+    publisher.send_method(commands.Basic.Qos(prefetch_count=1), channel=1)
     publisher.expect(commands.Basic.QosOk)
 
 

@@ -8,10 +8,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from integration_support import RawClient
 from pamqp import body as pamqp_body
 from pamqp import commands, header
 from pamqp.heartbeat import Heartbeat
+from support.client import RawConnection
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
@@ -28,22 +28,22 @@ def heartbeat_broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture
-def raw(heartbeat_broker: EmbeddedBroker) -> Iterator[RawClient]:
-    client = RawClient(heartbeat_broker.host, heartbeat_broker.port)
+def raw(heartbeat_broker: EmbeddedBroker) -> Iterator[RawConnection]:
+    client = RawConnection(heartbeat_broker.host, heartbeat_broker.port)
     try:
         yield client
     finally:
         client.close()
 
 
-def test_server_offers_configured_heartbeat(raw: RawClient):
+def test_server_offers_configured_heartbeat(raw: RawConnection):
     tune = raw.handshake(heartbeat=HEARTBEAT)
     assert tune.heartbeat == HEARTBEAT
-    raw.send(commands.Connection.Close(200, "bye", 0, 0))
+    raw.send_method(commands.Connection.Close(200, "bye", 0, 0))
     raw.expect(commands.Connection.CloseOk)
 
 
-def test_silent_client_gets_heartbeats_then_is_dropped(raw: RawClient):
+def test_silent_client_gets_heartbeats_then_is_dropped(raw: RawConnection):
     raw.handshake(heartbeat=HEARTBEAT)
     started = time.monotonic()
     heartbeats = 0
@@ -71,7 +71,7 @@ def test_silent_client_gets_heartbeats_then_is_dropped(raw: RawClient):
     assert others == []
 
 
-def test_client_sending_heartbeats_stays_connected(raw: RawClient):
+def test_client_sending_heartbeats_stays_connected(raw: RawConnection):
     raw.handshake(heartbeat=HEARTBEAT)
     started = time.monotonic()
     stay = 4.5
@@ -90,44 +90,44 @@ def test_client_sending_heartbeats_stays_connected(raw: RawClient):
         _, value, _ = received
         assert isinstance(value, Heartbeat), f"unexpected frame {value!r}"
     # Still fully usable.
-    raw.send(commands.Channel.Open(), channel=1)
+    raw.send_method(commands.Channel.Open(), channel=1)
     raw.expect(commands.Channel.OpenOk)
-    raw.send(commands.Connection.Close(200, "bye", 0, 0))
+    raw.send_method(commands.Connection.Close(200, "bye", 0, 0))
     raw.expect(commands.Connection.CloseOk)
 
 
 def test_abrupt_disconnect_requeues_and_drops_exclusive_queues(amqp_broker: EmbeddedBroker):
-    client = RawClient(amqp_broker.host, amqp_broker.port)
-    observer = RawClient(amqp_broker.host, amqp_broker.port)
+    client = RawConnection(amqp_broker.host, amqp_broker.port)
+    observer = RawConnection(amqp_broker.host, amqp_broker.port)
     try:
         client.handshake()
         observer.handshake()
         for raw in (client, observer):
-            raw.send(commands.Channel.Open(), channel=1)
+            raw.send_method(commands.Channel.Open(), channel=1)
             raw.expect(commands.Channel.OpenOk)
-        client.send(commands.Queue.Declare(queue="raw.excl", exclusive=True), channel=1)
+        client.send_method(commands.Queue.Declare(queue="raw.excl", exclusive=True), channel=1)
         client.expect(commands.Queue.DeclareOk)
-        client.send(commands.Queue.Declare(queue="raw.shared"), channel=1)
+        client.send_method(commands.Queue.Declare(queue="raw.shared"), channel=1)
         client.expect(commands.Queue.DeclareOk)
         for text in (b"a", b"b"):
-            client.send(commands.Basic.Publish(exchange="", routing_key="raw.shared"),
+            client.send_method(commands.Basic.Publish(exchange="", routing_key="raw.shared"),
                         channel=1)
-            client.send(header.ContentHeader(0, 1, commands.Basic.Properties()), channel=1)
-            client.send(pamqp_body.ContentBody(text), channel=1)
-        client.send(commands.Basic.Get(queue="raw.shared"), channel=1)
+            client.send_method(header.ContentHeader(0, 1, commands.Basic.Properties()), channel=1)
+            client.send_method(pamqp_body.ContentBody(text), channel=1)
+        client.send_method(commands.Basic.Get(queue="raw.shared"), channel=1)
         assert not client.expect(commands.Basic.GetOk).redelivered
         client.expect(header.ContentHeader)
         assert client.expect(pamqp_body.ContentBody).value == b"a"
         client.close()  # no Close, no Close-Ok: the TCP connection just goes away
 
         def declare(queue: str) -> commands.Queue.DeclareOk | commands.Channel.Close:
-            observer.send(commands.Queue.Declare(queue=queue, passive=True), channel=1)
+            observer.send_method(commands.Queue.Declare(queue=queue, passive=True), channel=1)
             received = observer.receive()
             assert received is not None
             reply = received[1]
             if isinstance(reply, commands.Channel.Close):
-                observer.send(commands.Channel.CloseOk(), channel=1)
-                observer.send(commands.Channel.Open(), channel=1)
+                observer.send_method(commands.Channel.CloseOk(), channel=1)
+                observer.send_method(commands.Channel.Open(), channel=1)
                 observer.expect(commands.Channel.OpenOk)
             return reply
 
@@ -139,12 +139,12 @@ def test_abrupt_disconnect_requeues_and_drops_exclusive_queues(amqp_broker: Embe
         shared = declare("raw.shared")
         assert isinstance(shared, commands.Queue.DeclareOk)
         assert shared.message_count == 2  # the unacked "a" is back
-        observer.send(commands.Basic.Get(queue="raw.shared", no_ack=True), channel=1)
+        observer.send_method(commands.Basic.Get(queue="raw.shared", no_ack=True), channel=1)
         get_ok = observer.expect(commands.Basic.GetOk)
         assert get_ok.redelivered
         observer.expect(header.ContentHeader)
         assert observer.expect(pamqp_body.ContentBody).value == b"a"
-        observer.send(commands.Connection.Close(200, "bye", 0, 0))
+        observer.send_method(commands.Connection.Close(200, "bye", 0, 0))
         observer.expect(commands.Connection.CloseOk)
     finally:
         client.close()
@@ -154,21 +154,21 @@ def test_abrupt_disconnect_requeues_and_drops_exclusive_queues(amqp_broker: Embe
 @pytest.mark.parametrize("frame_max,size", [(4096, 20_000), (131072, 1024 * 1024)])
 def test_large_body_split_into_frames_within_frame_max(amqp_broker: EmbeddedBroker,
                                                         frame_max: int, size: int):
-    client = RawClient(amqp_broker.host, amqp_broker.port)
+    client = RawConnection(amqp_broker.host, amqp_broker.port)
     try:
         client.handshake(frame_max=frame_max)
-        client.send(commands.Channel.Open(), channel=1)
+        client.send_method(commands.Channel.Open(), channel=1)
         client.expect(commands.Channel.OpenOk)
-        client.send(commands.Queue.Declare(queue="raw.large"), channel=1)
+        client.send_method(commands.Queue.Declare(queue="raw.large"), channel=1)
         client.expect(commands.Queue.DeclareOk)
         payload = os.urandom(size)
         limit = frame_max - 8
-        client.send(commands.Basic.Publish(exchange="", routing_key="raw.large"), channel=1)
-        client.send(header.ContentHeader(0, size, commands.Basic.Properties()), channel=1)
+        client.send_method(commands.Basic.Publish(exchange="", routing_key="raw.large"), channel=1)
+        client.send_method(header.ContentHeader(0, size, commands.Basic.Properties()), channel=1)
         for offset in range(0, size, limit):
-            client.send(pamqp_body.ContentBody(payload[offset:offset + limit]), channel=1)
+            client.send_method(pamqp_body.ContentBody(payload[offset:offset + limit]), channel=1)
 
-        client.send(commands.Basic.Get(queue="raw.large", no_ack=True), channel=1)
+        client.send_method(commands.Basic.Get(queue="raw.large", no_ack=True), channel=1)
         client.expect(commands.Basic.GetOk)
         content = client.expect(header.ContentHeader)
         assert content.body_size == size
@@ -185,7 +185,7 @@ def test_large_body_split_into_frames_within_frame_max(amqp_broker: EmbeddedBrok
         assert b"".join(chunks) == payload
         assert max(sizes) <= limit, f"a body frame of {max(sizes)} bytes > {limit}"
         assert len(sizes) == math.ceil(size / limit)
-        client.send(commands.Connection.Close(200, "bye", 0, 0))
+        client.send_method(commands.Connection.Close(200, "bye", 0, 0))
         client.expect(commands.Connection.CloseOk)
     finally:
         client.close()
