@@ -2,7 +2,8 @@
 
 This module is the one place that holds RabbitMQ's exact error texts. A handler raises
 `ChannelError` (the channel is closed) or `AMQPConnectionError` (the connection is closed);
-the dispatcher fills in the class and method id of the command being handled.
+the connection's owner fills in the class and method id of the command being handled and
+turns the error into the Close frame.
 """
 
 from __future__ import annotations
