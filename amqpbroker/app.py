@@ -70,9 +70,10 @@ def build(settings: Settings) -> Server:
         data_dir=settings.data_dir, disk_free=settings.disk_free_limit)
     tls = None
     if settings.tls_cert:
-        tls = TLSSettings(settings.tls_cert, settings.tls_key or settings.tls_cert,
-                          settings.tls_ca, settings.tls_verify_peer,
-                          settings.tls_fail_if_no_peer_cert)
+        tls = TLSSettings(certfile=settings.tls_cert,
+                          keyfile=settings.tls_key or settings.tls_cert,
+                          cafile=settings.tls_ca, verify_peer=settings.tls_verify_peer,
+                          fail_if_no_peer_cert=settings.tls_fail_if_no_peer_cert)
     return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
                   tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections)
 

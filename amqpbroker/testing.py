@@ -31,7 +31,7 @@ def _direct(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EmbeddedBroker:
     """A running broker: where to reach it, and the server for inspection.
 
@@ -56,8 +56,9 @@ async def running_broker(**overrides: Any) -> AsyncIterator[EmbeddedBroker]:
     settings = _settings(overrides)
     async with running(settings) as server:
         yield EmbeddedBroker(
-            f"amqp://{settings.default_user}:{settings.default_pass}@{settings.host}:"
-            f"{server.port}/", settings.host, server.port, server)
+            url=f"amqp://{settings.default_user}:{settings.default_pass}@{settings.host}:"
+                f"{server.port}/",
+            host=settings.host, port=server.port, server=server)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from anyio.streams.tls import TLSAttribute, TLSListener
 log = logging.getLogger("amqpbroker.tls")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TLSSettings:
     certfile: str
     keyfile: str
