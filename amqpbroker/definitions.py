@@ -655,12 +655,12 @@ def export(broker: Broker) -> dict[str, Any]:
                     "name": exchange.name, "vhost": vhost_name, "type": exchange.type,
                     "durable": True, "auto_delete": exchange.auto_delete,
                     "internal": exchange.internal,
-                    "arguments": _jsonable(exchange.arguments)})
+                    "arguments": jsonable(exchange.arguments)})
         for queue in sorted(host.queues.values(), key=lambda q: q.name):
             if _exported_queue(queue):
                 queues.append({
                     "name": queue.name, "vhost": vhost_name, "durable": True,
-                    "auto_delete": queue.auto_delete, "arguments": _jsonable(queue.arguments)})
+                    "auto_delete": queue.auto_delete, "arguments": jsonable(queue.arguments)})
         found = []
         for exchange in host.exchanges.values():
             if not _bindable_exchange(exchange):
@@ -676,7 +676,7 @@ def export(broker: Broker) -> dict[str, Any]:
                     continue
                 found.append({"source": exchange.name, "vhost": vhost_name,
                               "destination": destination.name, "destination_type": kind,
-                              "routing_key": routing_key, "arguments": _jsonable(arguments)})
+                              "routing_key": routing_key, "arguments": jsonable(arguments)})
         found.sort(key=lambda b: (b["source"], b["destination_type"], b["destination"],
                                   b["routing_key"], json.dumps(b["arguments"], sort_keys=True)))
         bindings.extend(found)
@@ -722,13 +722,13 @@ def _exported_queue(queue: Queue) -> bool:
             and not queue.name.startswith(RESERVED_PREFIX))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """An argument value as JSON can hold it: bytes as text, timestamps as seconds,
     decimals as floats."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [jsonable(item) for item in value]
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "replace")
     if isinstance(value, datetime.datetime):

@@ -158,6 +158,30 @@ class Access:
         self._record("topic_permission", (user, vhost, exchange), {
             "user": user, "vhost": vhost, "exchange": exchange, "write": write, "read": read})
 
+    def delete_user(self, name: str) -> bool:
+        """Remove a user and every permission they had; False if there was none."""
+        if self.users.pop(name, None) is None:
+            return False
+        self._record("user", (name,), None)
+        for user, vhost in [key for key in self.permissions if key[0] == name]:
+            self.clear_permission(user, vhost)
+        for user, vhost in [key for key in self.topic_permissions if key[0] == name]:
+            for exchange in list(self.topic_permissions[(user, vhost)]):
+                self.clear_topic_permission(user, vhost, exchange)
+        return True
+
+    def clear_permission(self, user: str, vhost: str) -> bool:
+        if self.permissions.pop((user, vhost), None) is None:
+            return False
+        self._record("permission", (user, vhost), None)
+        return True
+
+    def clear_topic_permission(self, user: str, vhost: str, exchange: str) -> bool:
+        if self.topic_permissions.get((user, vhost), {}).pop(exchange, None) is None:
+            return False
+        self._record("topic_permission", (user, vhost, exchange), None)
+        return True
+
     def restore(self, kind: str, value: dict[str, Any]) -> None:
         """Re-create a user or (topic) permission recorded in the store."""
         if kind == "user":

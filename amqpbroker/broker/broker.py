@@ -93,6 +93,26 @@ class Broker:
                 self.store.put_runtime("vhost", name, {"name": name})
         return vhost
 
+    def delete_vhost(self, name: str) -> bool:
+        """Drop a vhost with its queues, exchanges, policies and permissions (its
+        connections are the transport's to close); False if there was none."""
+        vhost = self.vhosts.pop(name, None)
+        if vhost is None:
+            return False
+        for queue in list(vhost.queues.values()):
+            vhost.remove_queue(queue)
+        for exchange in list(vhost.exchanges.values()):
+            if exchange.durable and exchange.name and not exchange.name.startswith("amq."):
+                self.store.delete_exchange(name, exchange.name)
+        for policy_name in list(vhost.policies):
+            vhost.clear_policy(policy_name)
+        for policy_name in list(vhost.operator_policies):
+            vhost.clear_policy(policy_name, operator=True)
+        for user, host in [key for key in self.access.permissions if key[1] == name]:
+            self.access.clear_permission(user, host)
+        self.store.delete_runtime("vhost", name)
+        return True
+
     def restore_runtime(self, kind: str, value: dict[str, Any]) -> None:
         """Re-create one runtime definition recorded in the store (at start)."""
         if kind == "vhost":

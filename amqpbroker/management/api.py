@@ -1,0 +1,636 @@
+"""The management HTTP API, in RabbitMQ's shape (`/api/...`): a Starlette app that reads
+the broker model directly and changes definitions only through the model's own entry
+points (vhost declares, Access, policies), waiting for the store before answering.
+
+Auth is HTTP Basic against the broker's users; the tags decide what a user may do, as in
+RabbitMQ: `administrator` everything, `monitoring` read everything, `policymaker` and
+`management` their own vhosts. Vhost `/` is `%2F` in paths, so routes match the raw
+(still percent-encoded) path and every path parameter is decoded on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from amqpbroker import definitions, errors
+from amqpbroker.broker.policies import PolicyError
+from amqpbroker.management import shapes
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.access import User
+    from amqpbroker.broker.vhost import VirtualHost
+    from amqpbroker.transport.server import Server
+
+MANAGEMENT_TAGS = ("administrator", "monitoring", "policymaker", "management")
+MAX_BODY = 10 * 1024 * 1024
+MAX_PAGE_SIZE = 500
+
+
+class Refused(Exception):
+    """An answer other than success, in RabbitMQ's error shape."""
+
+    def __init__(self, status: int, error: str, reason: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.response = JSONResponse({"error": error, "reason": reason}, status,
+                                     headers=headers)
+
+
+def not_found() -> Refused:
+    return Refused(404, "Object Not Found", "Not Found")
+
+
+def bad_request(reason: str) -> Refused:
+    return Refused(400, "bad_request", reason)
+
+
+def not_authorised(reason: str) -> Refused:
+    return Refused(401, "not_authorized", reason)
+
+
+class RawPath:
+    """Route on the percent-encoded path, so that `%2F` stays inside one segment."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            scope = dict(scope, path=scope["raw_path"].split(b"?")[0].decode("latin-1"))
+        await self.app(scope, receive, send)
+
+
+Handler = Callable[["Api", Request, "User"], Awaitable[Response]]
+
+
+class Api:
+    """The routes of one server's management API."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.broker = server.broker
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def user(self, request: Request) -> User:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            raise Refused(401, "not_authorized", "Not_Authorized",
+                          {"www-authenticate": 'Basic realm="RabbitMQ Management"'})
+        try:
+            name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise not_authorised("Login failed") from None
+        host = request.client.host if request.client else ""
+        loopback = host in ("127.0.0.1", "::1", "localhost", "testclient")
+        user = self.broker.access.authenticate(name, password, loopback)
+        if user is None:
+            raise not_authorised("Login failed")
+        if not set(user.tags) & set(MANAGEMENT_TAGS):
+            raise not_authorised("Not management user")
+        return user
+
+    @staticmethod
+    def is_admin(user: User) -> bool:
+        return "administrator" in user.tags
+
+    def require_admin(self, user: User) -> None:
+        if not self.is_admin(user):
+            raise not_authorised("Not administrator user")
+
+    def may_see(self, user: User, vhost: str) -> bool:
+        return (self.is_admin(user) or "monitoring" in user.tags
+                or (user.name, vhost) in self.broker.access.permissions)
+
+    def vhost(self, user: User, name: str) -> VirtualHost:
+        vhost = self.broker.vhosts.get(name)
+        if vhost is None:
+            raise not_found()
+        if not self.may_see(user, name):
+            raise not_authorised("User not authorised to access virtual host")
+        return vhost
+
+    def visible_vhosts(self, user: User, name: str | None) -> list[VirtualHost]:
+        if name is not None:
+            return [self.vhost(user, name)]
+        return [v for n, v in sorted(self.broker.vhosts.items()) if self.may_see(user, n)]
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        data = await request.body()
+        if len(data) > MAX_BODY:
+            raise Refused(413, "bad_request", "Payload too large")
+        if not data:
+            return {}
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("Malformed JSON") from None
+        if not isinstance(value, dict):
+            raise bad_request("Malformed JSON: an object is expected")
+        return value
+
+    async def durable(self) -> None:
+        """Wait until what the change recorded is on disk."""
+        await self.server.committer.wait(self.broker.store.recorded)
+
+    def local(self) -> str:
+        return f"{self.server.host}:{self.server.port}"
+
+    def clients(self) -> list[Any]:
+        return [c for c in self.server.clients if c.session is not None]
+
+    # --- node -----------------------------------------------------------------------
+
+    async def overview(self, request: Request, user: User) -> Response:
+        queues = [q for v in self.broker.vhosts.values() for q in v.queues.values()]
+        unacked = shapes.unacked_by_queue(self.clients())
+        ready = sum(q.message_count for q in queues)
+        unacked_total = sum(count for count, _ in unacked.values())
+        clients = self.clients()
+        body = shapes.overview()
+        body.update({
+            "exchange_types": [{"name": t, "description": "", "enabled": True}
+                               for t in ("direct", "fanout", "headers", "topic",
+                                         "x-delayed-message")],
+            "message_stats": {},
+            "churn_rates": {},
+            "queue_totals": {**shapes.counted("messages", ready + unacked_total),
+                             **shapes.counted("messages_ready", ready),
+                             **shapes.counted("messages_unacknowledged", unacked_total)},
+            "object_totals": {
+                "connections": len(clients),
+                "channels": sum(len(c.session.channels) for c in clients),
+                "consumers": sum(q.consumer_count for q in queues),
+                "exchanges": sum(len(v.exchanges) + 1 for v in self.broker.vhosts.values()),
+                "queues": len(queues)},
+            "listeners": [{"node": shapes.NODE, "protocol": "amqp",
+                           "ip_address": self.server.host, "port": self.server.port,
+                           "socket_opts": {}}],
+        })
+        return JSONResponse(body)
+
+    async def whoami(self, request: Request, user: User) -> Response:
+        return JSONResponse({"name": user.name, "tags": list(user.tags)})
+
+    async def extensions(self, request: Request, user: User) -> Response:
+        return JSONResponse([])
+
+    async def cluster_name(self, request: Request, user: User) -> Response:
+        return JSONResponse({"name": shapes.NODE})
+
+    # --- vhosts, users, permissions --------------------------------------------------
+
+    async def vhosts(self, request: Request, user: User) -> Response:
+        return listing(request, [shapes.vhost(v) for v in self.visible_vhosts(user, None)])
+
+    async def vhost_one(self, request: Request, user: User) -> Response:
+        name = param(request, "vhost")
+        if request.method == "GET":
+            return JSONResponse(shapes.vhost(self.vhost(user, name)))
+        self.require_admin(user)
+        if request.method == "PUT":
+            await self.body(request)
+            existed = name in self.broker.vhosts
+            self.broker.add_vhost(name)
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if name not in self.broker.vhosts:
+            raise not_found()
+        for client in self.clients():
+            if client.session.vhost.name == name:
+                client.shutdown(f"vhost '{name}' is deleted")
+        self.broker.delete_vhost(name)
+        await self.durable()
+        return Response(status_code=204)
+
+    async def users(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        return listing(request, [shapes.user(u) for _, u in
+                                 sorted(self.broker.access.users.items())])
+
+    async def user_one(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        name = param(request, "user")
+        access = self.broker.access
+        if request.method == "GET":
+            found = access.users.get(name)
+            if found is None:
+                raise not_found()
+            return JSONResponse(shapes.user(found))
+        if request.method == "PUT":
+            body = await self.body(request)
+            if "tags" not in body:
+                raise bad_request("tags_not_present")
+            tags = body["tags"]
+            if isinstance(tags, str):
+                tags = [t.strip() for t in tags.split(",") if t.strip()]
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise bad_request("tags must be a list of strings or a comma-separated string")
+            existed = name in access.users
+            if isinstance(body.get("password"), str):
+                access.add_user(name, body["password"], tags=tags)
+            elif isinstance(body.get("password_hash"), str):
+                access.add_user(name, password_hash=body["password_hash"], tags=tags,
+                                hashing_algorithm=body.get("hashing_algorithm")
+                                or "rabbit_password_hashing_sha256")
+            elif existed:
+                old = access.users[name]
+                access.add_user(name, password_hash=old.password_hash,
+                                hashing_algorithm=old.hashing_algorithm, tags=tags)
+            else:
+                raise bad_request("password or password_hash must be given")
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if name not in access.users:
+            raise not_found()
+        admins = [u for u in access.users.values() if "administrator" in u.tags]
+        if [u.name for u in admins] == [name]:
+            raise bad_request("cannot delete the last administrator")
+        access.delete_user(name)
+        for client in self.clients():
+            if client.session.username == name:
+                client.shutdown(f"user '{name}' is deleted")
+        await self.durable()
+        return Response(status_code=204)
+
+    async def permissions(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        vhost = request.path_params.get("vhost")
+        name = None if vhost is None else urllib.parse.unquote(vhost)
+        found = [shapes.permission(u, v, p.configure, p.write, p.read)
+                 for (u, v), p in sorted(self.broker.access.permissions.items())
+                 if name is None or v == name]
+        return listing(request, found)
+
+    async def permission_one(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        vhost, name = param(request, "vhost"), param(request, "user")
+        access = self.broker.access
+        key = (name, vhost)
+        if request.method == "GET":
+            found = access.permissions.get(key)
+            if found is None:
+                raise not_found()
+            return JSONResponse(shapes.permission(name, vhost, found.configure, found.write,
+                                                  found.read))
+        if request.method == "PUT":
+            body = await self.body(request)
+            if name not in access.users or vhost not in self.broker.vhosts:
+                raise not_found()
+            patterns = [body.get(kind, "") for kind in ("configure", "write", "read")]
+            for pattern in patterns:
+                if not isinstance(pattern, str):
+                    raise bad_request("permissions must be strings (regular expressions)")
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise bad_request(f"invalid regular expression '{pattern}': {exc}") from None
+            existed = key in access.permissions
+            access.set_permission(name, vhost, *patterns)
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if not access.clear_permission(name, vhost):
+            raise not_found()
+        await self.durable()
+        return Response(status_code=204)
+
+    async def topic_permissions(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        return listing(request, [
+            {"user": u, "vhost": v, "exchange": x, "write": t.write, "read": t.read}
+            for (u, v), topics in sorted(self.broker.access.topic_permissions.items())
+            for x, t in sorted(topics.items())])
+
+    # --- policies ----------------------------------------------------------------------
+
+    async def policies(self, request: Request, user: User) -> Response:
+        operator = request.url.path.startswith("/api/operator-policies")
+        vhost = request.path_params.get("vhost")
+        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        return listing(request, [
+            shapes.policy(p) for v in hosts
+            for _, p in sorted((v.operator_policies if operator else v.policies).items())])
+
+    async def policy_one(self, request: Request, user: User) -> Response:
+        operator = request.url.path.startswith("/api/operator-policies")
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        table = vhost.operator_policies if operator else vhost.policies
+        if request.method == "GET":
+            if name not in table:
+                raise not_found()
+            return JSONResponse(shapes.policy(table[name]))
+        if not (self.is_admin(user) or (not operator and "policymaker" in user.tags)):
+            raise not_authorised("Not policymaker user")
+        if request.method == "PUT":
+            body = await self.body(request)
+            existed = name in table
+            try:
+                vhost.set_policy(name, body.get("pattern"),  # type: ignore[arg-type]
+                                 body.get("definition"),  # type: ignore[arg-type]
+                                 body.get("priority", 0), body.get("apply-to", "all"),
+                                 operator=operator)
+            except PolicyError as exc:
+                raise bad_request(str(exc)) from None
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if not vhost.clear_policy(name, operator=operator):
+            raise not_found()
+        await self.durable()
+        return Response(status_code=204)
+
+    # --- exchanges ----------------------------------------------------------------------
+
+    async def exchanges(self, request: Request, user: User) -> Response:
+        vhost = request.path_params.get("vhost")
+        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        found = []
+        for v in hosts:
+            found.append({**shapes.exchange(v.exchanges["amq.direct"]), "name": "",
+                          "type": "direct", "vhost": v.name, "policy": None})
+            found.extend(shapes.exchange(x) for _, x in sorted(v.exchanges.items()))
+        return listing(request, found)
+
+    async def exchange_one(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        if request.method == "GET":
+            found = vhost.exchanges.get(name)
+            if found is None:
+                raise not_found()
+            return JSONResponse(shapes.exchange(found))
+        if request.method == "PUT":
+            body = await self.body(request)
+            existed = name in vhost.exchanges
+            with model_errors():
+                vhost.declare_exchange(
+                    name, str(body.get("type", "direct")), False,
+                    bool(body.get("durable", True)), bool(body.get("auto_delete", False)),
+                    bool(body.get("internal", False)), dict(body.get("arguments") or {}))
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if name not in vhost.exchanges:
+            raise not_found()
+        with model_errors():
+            vhost.delete_exchange(name, request.query_params.get("if-unused") == "true")
+        await self.durable()
+        return Response(status_code=204)
+
+    # --- queues -------------------------------------------------------------------------
+
+    async def queues(self, request: Request, user: User) -> Response:
+        vhost = request.path_params.get("vhost")
+        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        unacked = shapes.unacked_by_queue(self.clients())
+        return listing(request, [shapes.queue(q, unacked.get(q, (0, 0))) for v in hosts
+                                 for _, q in sorted(v.queues.items())])
+
+    async def queue_one(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        if request.method == "GET":
+            found = vhost.queues.get(name)
+            if found is None:
+                raise not_found()
+            unacked = shapes.unacked_by_queue(self.clients())
+            return JSONResponse(shapes.queue(found, unacked.get(found, (0, 0))))
+        if request.method == "PUT":
+            body = await self.body(request)
+            existed = name in vhost.queues
+            with model_errors():
+                vhost.declare_queue(None, name, False, bool(body.get("durable", True)), False,
+                                    bool(body.get("auto_delete", False)),
+                                    dict(body.get("arguments") or {}))
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if name not in vhost.queues:
+            raise not_found()
+        with model_errors():
+            vhost.delete_queue(None, name, request.query_params.get("if-unused") == "true",
+                               request.query_params.get("if-empty") == "true")
+        await self.durable()
+        return Response(status_code=204)
+
+    async def queue_contents(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        if name not in vhost.queues:
+            raise not_found()
+        with model_errors():
+            vhost.purge_queue(None, name)
+        return Response(status_code=204)
+
+    async def bindings(self, request: Request, user: User) -> Response:
+        vhost = request.path_params.get("vhost")
+        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        return listing(request, [b for v in hosts for b in shapes.bindings(v)])
+
+    # --- connections ----------------------------------------------------------------------
+
+    async def connections(self, request: Request, user: User) -> Response:
+        return listing(request, [shapes.connection(c, self.local()) for c in self.clients()
+                                 if self.may_see(user, c.session.vhost.name)])
+
+    async def connection_one(self, request: Request, user: User) -> Response:
+        name = param(request, "name")
+        for client in self.clients():
+            if shapes.connection_name(client, self.local()) == name:
+                break
+        else:
+            raise not_found()
+        if request.method == "GET":
+            return JSONResponse(shapes.connection(client, self.local()))
+        if not (self.is_admin(user) or client.session.username == user.name):
+            raise not_authorised("Not administrator user")
+        client.shutdown(request.headers.get("x-reason", "Closed via management plugin"))
+        return Response(status_code=204)
+
+    async def channels(self, request: Request, user: User) -> Response:
+        return listing(request, [ch for c in self.clients()
+                                 if self.may_see(user, c.session.vhost.name)
+                                 for ch in shapes.channels(c, self.local())])
+
+    async def consumers(self, request: Request, user: User) -> Response:
+        vhost = request.path_params.get("vhost")
+        name = None if vhost is None else urllib.parse.unquote(vhost)
+        return listing(request, [c for client in self.clients()
+                                 if self.may_see(user, client.session.vhost.name)
+                                 and name in (None, client.session.vhost.name)
+                                 for c in shapes.consumers(client, self.local())])
+
+    # --- definitions and health -----------------------------------------------------------
+
+    async def definitions(self, request: Request, user: User) -> Response:
+        self.require_admin(user)
+        if request.method == "GET":
+            return JSONResponse(definitions.export(self.broker))
+        body = await self.body(request)
+        try:
+            definitions.apply(self.broker, definitions.parse(body, "definitions"))
+        except definitions.DefinitionsError as exc:
+            raise bad_request(str(exc)) from None
+        await self.durable()
+        return Response(status_code=204)
+
+    async def health_alarms(self, request: Request, user: User) -> Response:
+        if self.broker.alarms:
+            return JSONResponse({"status": "failed", "reason": "There are alarms in effect",
+                                 "alarms": sorted(self.broker.alarms)}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def health_ok(self, request: Request, user: User) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def health_quorum(self, request: Request, user: User) -> Response:
+        return JSONResponse({"status": "ok", "reason": "single node cluster"})
+
+    async def health_port(self, request: Request, user: User) -> Response:
+        port = request.path_params["port"]
+        if port != str(self.server.port):
+            return JSONResponse({"status": "failed", "reason": "No active listener",
+                                 "missing": int(port) if port.isdigit() else port,
+                                 "ports": [self.server.port]}, 503)
+        return JSONResponse({"status": "ok", "port": self.server.port})
+
+    async def health_protocol(self, request: Request, user: User) -> Response:
+        protocol = request.path_params["protocol"]
+        if protocol not in ("amqp", "amqp091"):
+            return JSONResponse({"status": "failed", "reason": "No active listener",
+                                 "missing": protocol, "protocols": ["amqp"]}, 503)
+        return JSONResponse({"status": "ok", "protocol": "amqp"})
+
+    async def aliveness(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
+        with model_errors():
+            vhost.declare_queue(None, "aliveness-test", False, True, False, False, {})
+        await self.durable()
+        return JSONResponse({"status": "ok"})
+
+    # --- the app ----------------------------------------------------------------------------
+
+    def route(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> Route:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(self, request, self.user(request))
+            except Refused as refused:
+                return refused.response
+        return Route(path, endpoint, methods=list(methods))
+
+    def app(self) -> ASGIApp:
+        rw = ("GET", "PUT", "DELETE")
+        r = self.route
+        routes = [
+            r("/api/overview", Api.overview), r("/api/whoami", Api.whoami),
+            r("/api/extensions", Api.extensions), r("/api/cluster-name", Api.cluster_name),
+            r("/api/vhosts", Api.vhosts), r("/api/vhosts/{vhost}", Api.vhost_one, rw),
+            r("/api/users", Api.users), r("/api/users/{user}", Api.user_one, rw),
+            r("/api/permissions", Api.permissions),
+            r("/api/vhosts/{vhost}/permissions", Api.permissions),
+            r("/api/permissions/{vhost}/{user}", Api.permission_one, rw),
+            r("/api/topic-permissions", Api.topic_permissions),
+            r("/api/policies", Api.policies), r("/api/policies/{vhost}", Api.policies),
+            r("/api/policies/{vhost}/{name}", Api.policy_one, rw),
+            r("/api/operator-policies", Api.policies),
+            r("/api/operator-policies/{vhost}", Api.policies),
+            r("/api/operator-policies/{vhost}/{name}", Api.policy_one, rw),
+            r("/api/exchanges", Api.exchanges), r("/api/exchanges/{vhost}", Api.exchanges),
+            r("/api/exchanges/{vhost}/{name}", Api.exchange_one, rw),
+            r("/api/queues", Api.queues), r("/api/queues/{vhost}", Api.queues),
+            r("/api/queues/{vhost}/{name}", Api.queue_one, rw),
+            r("/api/queues/{vhost}/{name}/contents", Api.queue_contents, ("DELETE",)),
+            r("/api/bindings", Api.bindings), r("/api/bindings/{vhost}", Api.bindings),
+            r("/api/connections", Api.connections),
+            r("/api/connections/{name}", Api.connection_one, ("GET", "DELETE")),
+            r("/api/channels", Api.channels),
+            r("/api/consumers", Api.consumers), r("/api/consumers/{vhost}", Api.consumers),
+            r("/api/definitions", Api.definitions, ("GET", "POST")),
+            r("/api/health/checks/alarms", Api.health_alarms),
+            r("/api/health/checks/local-alarms", Api.health_alarms),
+            r("/api/health/checks/virtual-hosts", Api.health_ok),
+            r("/api/health/checks/node-is-quorum-critical", Api.health_quorum),
+            r("/api/health/checks/node-is-mirror-sync-critical", Api.health_quorum),
+            r("/api/health/checks/port-listener/{port}", Api.health_port),
+            r("/api/health/checks/protocol-listener/{protocol}", Api.health_protocol),
+            r("/api/aliveness-test/{vhost}", Api.aliveness),
+        ]
+        app = Starlette(routes=routes, exception_handlers={
+            404: lambda request, exc: not_found().response,
+            405: lambda request, exc: Response(status_code=405)})
+        return RawPath(app)
+
+
+def create_app(server: Server) -> ASGIApp:
+    """The management API of a running server, as an ASGI app."""
+    return Api(server).app()
+
+
+def param(request: Request, name: str) -> str:
+    return urllib.parse.unquote(request.path_params[name])
+
+
+@contextlib.contextmanager
+def model_errors() -> Iterator[None]:
+    """The broker model's AMQP errors as RabbitMQ's API answers them (400 with the text,
+    404 for a missing object)."""
+    try:
+        yield
+    except errors.AMQPError as exc:
+        detail = exc.reply_text.partition(" - ")[2]
+        if exc.reply_code == errors.NOT_FOUND:
+            raise Refused(404, "not_found", detail) from None
+        raise bad_request(detail) from None
+
+
+def listing(request: Request, items: list[dict[str, Any]]) -> Response:
+    """A list as RabbitMQ serves it: `name` (substring, or regex with `use_regex`),
+    `sort`/`sort_reverse`, `columns`, and pagination with `page`/`page_size`."""
+    query = request.query_params
+    total = len(items)
+    name = query.get("name")
+    if name:
+        if query.get("use_regex") == "true":
+            try:
+                pattern = re.compile(name)
+            except re.error:
+                raise bad_request(f"invalid regular expression '{name}'") from None
+            items = [i for i in items if pattern.search(str(i.get("name", "")))]
+        else:
+            items = [i for i in items if name in str(i.get("name", ""))]
+    sort = query.get("sort")
+    if sort:
+        items = sorted(items, key=lambda i: (str(type(i.get(sort))), i.get(sort) or 0),
+                       reverse=query.get("sort_reverse") == "true")
+    columns = query.get("columns")
+    if columns:
+        keys = [c.strip() for c in columns.split(",")]
+        items = [{k: i[k] for k in keys if k in i} for i in items]
+    page = query.get("page")
+    if page is None:
+        return JSONResponse(items)
+    try:
+        number, size = int(page), int(query.get("page_size", "100"))
+    except ValueError:
+        raise bad_request("invalid_pagination_parameters") from None
+    if number < 1 or size < 1 or size > MAX_PAGE_SIZE:
+        raise Refused(400, "bad_request", "invalid_pagination_parameters")
+    count = max(1, -(-len(items) // size))
+    if number > count:
+        raise bad_request(f"Page out of range, page: {number} page size: {size}, "
+                          f"len: {len(items)}")
+    shown = items[(number - 1) * size:number * size]
+    return JSONResponse({"filtered_count": len(items), "item_count": len(shown),
+                         "items": shown, "page": number, "page_count": count,
+                         "page_size": size, "total_count": total})

@@ -1,0 +1,210 @@
+"""The management API's JSON objects, in RabbitMQ's shape: the one place that knows the
+field names of queues, exchanges, bindings, connections, channels, consumers, vhosts,
+users, permissions and policies as `rabbitmq_management` serves them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from amqpbroker import __version__
+from amqpbroker.broker.exchange import Exchange
+from amqpbroker.broker.queue import Queue
+from amqpbroker.definitions import jsonable
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.access import User
+    from amqpbroker.broker.policies import Policy
+    from amqpbroker.broker.vhost import VirtualHost
+    from amqpbroker.transport.bridge import ClientConnection
+
+NODE = f"rabbit@{socket.gethostname()}"
+RATE = {"rate": 0.0}
+
+
+def counted(name: str, value: int) -> dict[str, Any]:
+    """A count with its `*_details` twin (rates are not sampled yet: 0.0)."""
+    return {name: value, f"{name}_details": dict(RATE)}
+
+
+def unacked_by_queue(clients: Iterable[ClientConnection]) -> dict[Queue, tuple[int, int]]:
+    """(unacked messages, their body bytes) of every queue, over every connection."""
+    found: dict[Queue, tuple[int, int]] = {}
+    for client in clients:
+        session = client.session
+        if session is None:
+            continue
+        for channel in session.channels.values():
+            for record in channel.unacked.values():
+                count, size = found.get(record.queue, (0, 0))
+                found[record.queue] = (count + 1, size + len(record.entry.message.body))
+    return found
+
+
+def queue(q: Queue, unacked: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    ready, unacked_count = q.message_count, unacked[0]
+    consumer_tags = [c.tag for c in q.consumers]
+    return {
+        "name": q.name, "vhost": q.vhost_name, "durable": q.durable,
+        "auto_delete": q.auto_delete, "exclusive": q.exclusive_owner is not None,
+        "arguments": jsonable(q.arguments), "type": q.queue_type, "state": "running",
+        "node": NODE, **counted("messages", ready + unacked_count),
+        **counted("messages_ready", ready), **counted("messages_unacknowledged", unacked_count),
+        "consumers": len(consumer_tags), "consumer_capacity": 1.0 if consumer_tags else 0.0,
+        "consumer_utilisation": 1.0 if consumer_tags else 0.0,
+        "message_bytes": q.bytes + unacked[1], "message_bytes_ready": q.bytes,
+        "message_bytes_unacknowledged": unacked[1], "messages_ram": q.buffer.in_memory,
+        "memory": q.memory,
+        "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
+        "single_active_consumer_tag": consumer_tags[0] if q.single_active and consumer_tags
+        else None,
+        "policy": q.policy.name if q.policy is not None else None,
+        "operator_policy": q.operator_policy.name if q.operator_policy is not None else None,
+        "effective_policy_definition": jsonable(q.effective_policy_definition),
+        "message_stats": {},
+    }
+
+
+def exchange(x: Exchange) -> dict[str, Any]:
+    return {"name": x.name, "vhost": x.vhost_name, "type": x.type, "durable": x.durable,
+            "auto_delete": x.auto_delete, "internal": x.internal,
+            "arguments": jsonable(x.arguments), "user_who_performed_action": "",
+            "policy": x.policy.name if x.policy is not None else None, "message_stats": {}}
+
+
+def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
+    """How a binding is named in paths: the routing key escaped, and a short hash of
+    the arguments when there are any (RabbitMQ's `rk~HASH`)."""
+    key = urllib.parse.quote(routing_key, safe="") or "~"
+    if not arguments:
+        return key
+    digest = hashlib.sha1(repr(sorted(jsonable(arguments).items())).encode()).digest()
+    return f"{key}~{base64.urlsafe_b64encode(digest)[:6].decode()}"
+
+
+def bindings(vhost: VirtualHost) -> Iterator[dict[str, Any]]:
+    """Every binding of a vhost, default-exchange ones included (as RabbitMQ lists them)."""
+    for q in sorted(vhost.queues.values(), key=lambda q: q.name):
+        yield binding(vhost.name, "", q.name, "queue", q.name, {})
+    for x in sorted(vhost.exchanges.values(), key=lambda x: x.name):
+        for (destination, routing_key, _frozen), arguments in x.bindings.items():
+            kind = "queue" if isinstance(destination, Queue) else "exchange"
+            yield binding(vhost.name, x.name, destination.name, kind, routing_key, arguments)
+
+
+def binding(vhost: str, source: str, destination: str, kind: str, routing_key: str,
+            arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"source": source, "vhost": vhost, "destination": destination,
+            "destination_type": kind, "routing_key": routing_key,
+            "arguments": jsonable(arguments),
+            "properties_key": properties_key(routing_key, arguments)}
+
+
+def connection_name(client: ClientConnection, local: str) -> str:
+    return f"{client.peer} -> {local}"
+
+
+def connection(client: ClientConnection, local: str) -> dict[str, Any]:
+    proto = client.protocol
+    host, _, port = client.peer.rpartition(":")
+    local_host, _, local_port = local.rpartition(":")
+    props = jsonable(proto.client_properties)
+    return {
+        "name": connection_name(client, local), "node": NODE, "user": proto.username,
+        "vhost": proto.vhost, "state": "running", "protocol": "AMQP 0-9-1",
+        "auth_mechanism": proto.mechanism, "peer_host": host,
+        "peer_port": int(port) if port.isdigit() else 0, "host": local_host,
+        "port": int(local_port) if local_port.isdigit() else 0,
+        "channels": len(client.session.channels) if client.session is not None else 0,
+        "frame_max": proto.frame_max, "channel_max": proto.channel_max,
+        "timeout": proto.heartbeat, "type": "network", "ssl": False,
+        "client_properties": props,
+        "user_provided_name": props.get("connection_name") if isinstance(props, dict)
+        else None,
+        **counted("recv_oct", 0), **counted("send_oct", 0),
+    }
+
+
+def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
+    session = client.session
+    if session is None:
+        return
+    name = connection_name(client, local)
+    host, _, port = client.peer.rpartition(":")
+    for number, ch in sorted(session.channels.items()):
+        yield {
+            "name": f"{name} ({number})", "number": number, "node": NODE,
+            "user": session.username, "vhost": session.vhost.name, "state": "running",
+            "prefetch_count": ch.consumer_prefetch, "global_prefetch_count": ch.prefetch,
+            "confirm": ch.confirm, "transactional": ch.tx is not None,
+            "consumer_count": len(ch.consumers),
+            "messages_unacknowledged": len(ch.unacked),
+            "messages_unconfirmed": 0, "messages_uncommitted": len(ch.tx or ()),
+            "acks_uncommitted": 0,
+            "connection_details": {"name": name, "peer_host": host,
+                                   "peer_port": int(port) if port.isdigit() else 0},
+            "message_stats": {},
+        }
+
+
+def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
+    session = client.session
+    if session is None:
+        return
+    name = connection_name(client, local)
+    host, _, port = client.peer.rpartition(":")
+    for number, ch in sorted(session.channels.items()):
+        for consumer in ch.consumers.values():
+            q = consumer.queue
+            yield {
+                "consumer_tag": consumer.tag,
+                "queue": {"name": q.name if q else "", "vhost": session.vhost.name},
+                "channel_details": {"connection_name": name, "name": f"{name} ({number})",
+                                    "node": NODE, "number": number, "peer_host": host,
+                                    "peer_port": int(port) if port.isdigit() else 0,
+                                    "user": session.username},
+                "ack_required": not consumer.no_ack, "exclusive": consumer.exclusive,
+                "prefetch_count": consumer.prefetch, "active": True,
+                "activity_status": "up", "arguments": jsonable(consumer.arguments),
+            }
+
+
+def vhost(v: VirtualHost) -> dict[str, Any]:
+    ready = sum(q.message_count for q in v.queues.values())
+    return {"name": v.name, "description": "", "tags": [], "default_queue_type": "classic",
+            "metadata": {"description": "", "tags": []}, "tracing": False,
+            "cluster_state": {NODE: "running"}, **counted("messages", ready),
+            **counted("messages_ready", ready), **counted("messages_unacknowledged", 0)}
+
+
+def user(u: User) -> dict[str, Any]:
+    return {"name": u.name, "password_hash": u.password_hash,
+            "hashing_algorithm": u.hashing_algorithm, "tags": list(u.tags), "limits": {}}
+
+
+def permission(user_name: str, vhost_name: str, configure: str, write: str,
+               read: str) -> dict[str, Any]:
+    return {"user": user_name, "vhost": vhost_name, "configure": configure, "write": write,
+            "read": read}
+
+
+def policy(p: Policy) -> dict[str, Any]:
+    return p.to_json()
+
+
+def overview(product_version: str = __version__) -> dict[str, Any]:
+    return {
+        "management_version": product_version, "rates_mode": "basic",
+        "product_version": product_version, "product_name": "amqpbroker",
+        "rabbitmq_version": "3.13.0", "cluster_name": NODE,
+        "erlang_version": "n/a (Python)", "erlang_full_version": "n/a (Python)",
+        "release_series_support_status": "supported", "disable_stats": False,
+        "enable_queue_totals": True, "node": NODE,
+        "sample_retention_policies": {"global": [600, 3600, 28800, 86400],
+                                      "basic": [600, 3600], "detailed": [600]},
+        "statistics_db_event_queue": 0, "contexts": [],
+    }
