@@ -16,12 +16,15 @@ from amqpbroker.broker.buffers import PageCodec, Paging
 from amqpbroker.broker.recovery import recover
 from amqpbroker.config import Settings, memory_watermark
 from amqpbroker.definitions import apply, load
+from amqpbroker.management.api import create_app
+from amqpbroker.management.metrics import metrics_app
 from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.store.memory import MemoryStore
 from amqpbroker.store.pages import Pages
 from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
+from amqpbroker.transport.http import HttpListener
 from amqpbroker.transport.server import Server
 from amqpbroker.transport.tls import TLSSettings
 
@@ -82,12 +85,29 @@ def build(settings: Settings) -> Server:
 async def running(settings: Settings) -> AsyncIterator[Server]:
     """Serve in the background of the current event loop until the block exits."""
     server = build(settings)
-    await server.listen()
+    listeners: list[HttpListener] = []
+    try:
+        if settings.management_port:
+            listeners.append(HttpListener(create_app(server), settings.host,
+                                          settings.management_port))
+        if settings.prometheus_port:
+            listeners.append(HttpListener(metrics_app(server), settings.host,
+                                          settings.prometheus_port))
+        await server.listen()
+    except OSError:
+        for listener in listeners:
+            listener.sock.close()
+        server.broker.store.close()
+        raise
     async with anyio.create_task_group() as tasks:
         await tasks.start(server.serve)
+        for listener in listeners:
+            await tasks.start(listener.serve)
         try:
             yield server
         finally:
+            for listener in listeners:
+                listener.close()
             await server.shutdown()
             server.broker.store.close()
 
@@ -97,6 +117,12 @@ async def serve_until_signalled(settings: Settings) -> None:
         async with running(settings) as server:
             log.info("amqpbroker listening on amqp://%s:%d (vhost %r)",
                      settings.host, server.port, settings.default_vhost)
+            if settings.management_port:
+                log.info("management API on http://%s:%d/api/", settings.host,
+                         settings.management_port)
+            if settings.prometheus_port:
+                log.info("Prometheus metrics on http://%s:%d/metrics", settings.host,
+                         settings.prometheus_port)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break

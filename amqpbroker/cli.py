@@ -30,6 +30,8 @@ RABBITMQ_ENV = {"default_user": "RABBITMQ_DEFAULT_USER", "default_pass": "RABBIT
 PARAM_TYPES: dict[str, click.ParamType] = {
     "port": click.IntRange(0, 65535),
     "tls_port": click.IntRange(0, 65535),
+    "management_port": click.IntRange(0, 65535),
+    "prometheus_port": click.IntRange(0, 65535),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
     "channel_max": click.IntRange(1, 65535),
     "frame_max": click.IntRange(4096, 2**31 - 1),
@@ -106,8 +108,14 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
         _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            ports = f"port {settings.port}" + (
-                f" or the AMQPS port {settings.tls_port}" if settings.tls_cert else "")
+            asked = [f"port {settings.port}"]
+            if settings.tls_cert:
+                asked.append(f"the AMQPS port {settings.tls_port}")
+            if settings.management_port:
+                asked.append(f"the management port {settings.management_port}")
+            if settings.prometheus_port:
+                asked.append(f"the Prometheus port {settings.prometheus_port}")
+            ports = ", ".join(asked[:-1]) + (" or " if len(asked) > 1 else "") + asked[-1]
             _fail(f"cannot listen on {settings.host} ({ports}): address already in use")
         _fail(f"cannot start: {exc.strerror or exc}"
               + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))

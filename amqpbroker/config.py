@@ -60,6 +60,8 @@ class Settings:
                                             "it (enables SASL EXTERNAL).")
     tls_fail_if_no_peer_cert: bool = _setting(False, "Refuse AMQPS clients without a "
                                                      "certificate.")
+    management_port: int = _setting(15672, "Management HTTP API port (0: off).")
+    prometheus_port: int = _setting(15692, "Prometheus metrics port (0: off).")
 
 
 PATHS = ("definitions", "data_dir", "tls_cert", "tls_key", "tls_ca")

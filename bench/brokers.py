@@ -95,7 +95,8 @@ def our_broker(extra_args: list[str] | None = None) -> Iterator[Target]:
     log_path = data_dir.parent / (data_dir.name + ".log")
     port = free_port()
     command = [sys.executable, "-m", "amqpbroker", "serve", "--port", str(port),
-               "--log-level", "warning", "--data-dir", str(data_dir), *(extra_args or [])]
+               "--log-level", "warning", "--data-dir", str(data_dir), "--management-port", "0",
+               "--prometheus-port", "0", *(extra_args or [])]
     with open(log_path, "wb") as log:
         broker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

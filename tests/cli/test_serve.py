@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pika
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.processes import free_port, wait_for_port
 
 STARTUP_DEADLINE = 10.0
@@ -264,3 +266,39 @@ def test_unusable_tls_files_are_one_line_naming_the_file(tmp_path: os.PathLike[s
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert cert in result.stderr
+
+
+def test_management_api_and_metrics_beside_amqp() -> None:
+    """`serve` with the HTTP ports: the management API answers with RabbitMQ's shapes and
+    the metrics in Prometheus' text format, and SIGTERM still stops everything."""
+    management, prometheus = free_port(), free_port()
+    with serve("--management-port", str(management), "--prometheus-port",
+               str(prometheus)) as (proc, port):
+        wait_for_port(management, 10)
+        wait_for_port(prometheus, 10)
+        whoami = httpx.get(f"http://127.0.0.1:{management}/api/whoami",
+                           auth=("guest", "guest"), timeout=5)
+        assert whoami.json() == {"name": "guest", "tags": ["administrator"]}
+        assert httpx.get(f"http://127.0.0.1:{management}/api/overview",
+                         timeout=5).status_code == 401
+        metrics = httpx.get(f"http://127.0.0.1:{prometheus}/metrics", timeout=5).text
+        names = {family.name for family in text_string_to_metric_families(metrics)}
+        assert {"rabbitmq_identity_info", "rabbitmq_queues"} <= names
+        connect(port).close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_management_port_in_use_is_one_clear_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "amqpbroker", "serve", "--port", str(free_port()),
+             "--management-port", str(taken)], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"the management port {taken}" in lines[0]
+    assert "address already in use" in lines[0]

@@ -1,0 +1,39 @@
+"""HTTP listeners in the broker's own event loop: uvicorn serving an ASGI app (the
+management API, the Prometheus metrics) on a socket bound before serving, so that a port
+in use stops the start like the AMQP port does. The broker handles the signals itself."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+from starlette.types import ASGIApp
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM are the broker's: uvicorn leaves them alone."""
+        yield
+
+
+class HttpListener:
+    """One ASGI app on one TCP port."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self.sock = socket.create_server((host, port), reuse_port=False)
+        self.port: int = self.sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self.server = _Server(config)
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                    ) -> None:
+        task_status.started()
+        await self.server.serve(sockets=[self.sock])
+
+    def close(self) -> None:
+        self.server.should_exit = True
