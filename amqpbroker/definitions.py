@@ -252,36 +252,36 @@ def parse(document: Any, source: str = "definitions") -> Definitions:
     version = document.get("rabbit_version", document.get("rabbitmq_version"))
     definitions = Definitions(source, version if isinstance(version, str) else None)
     for index, raw in enumerate(sections["users"]):
-        definitions.users.append(_parse_user(_Entry(source, "users", index, raw)))
+        definitions.users.append(_parse_user(_Entry(source, "users", index, raw=raw)))
     for index, raw in enumerate(sections["vhosts"]):
-        entry = _Entry(source, "vhosts", index, raw)
+        entry = _Entry(source, "vhosts", index, raw=raw)
         name = entry.name("vhost")
         definitions.vhosts.append(VhostDefinition(name, entry.where))
     for index, raw in enumerate(sections["permissions"]):
         definitions.permissions.append(
-            _parse_permission(_Entry(source, "permissions", index, raw)))
+            _parse_permission(_Entry(source, "permissions", index, raw=raw)))
     for index, raw in enumerate(sections["topic_permissions"]):
         definitions.topic_permissions.append(
-            _parse_topic_permission(_Entry(source, "topic_permissions", index, raw)))
+            _parse_topic_permission(_Entry(source, "topic_permissions", index, raw=raw)))
     for index, raw in enumerate(sections["exchanges"]):
-        exchange = _parse_exchange(_Entry(source, "exchanges", index, raw))
+        exchange = _parse_exchange(_Entry(source, "exchanges", index, raw=raw))
         if exchange.name == "" or exchange.name.startswith(RESERVED_PREFIX):
             definitions.skipped.append(exchange.where)
         else:
             definitions.exchanges.append(exchange)
     for index, raw in enumerate(sections["queues"]):
-        queue = _parse_queue(_Entry(source, "queues", index, raw))
+        queue = _parse_queue(_Entry(source, "queues", index, raw=raw))
         if queue.name.startswith(RESERVED_PREFIX):
             definitions.skipped.append(queue.where)
         else:
             definitions.queues.append(queue)
     for index, raw in enumerate(sections["bindings"]):
-        definitions.bindings.append(_parse_binding(_Entry(source, "bindings", index, raw)))
+        definitions.bindings.append(_parse_binding(_Entry(source, "bindings", index, raw=raw)))
     for index, raw in enumerate(sections["policies"]):
-        definitions.policies.append(_parse_policy(_Entry(source, "policies", index, raw)))
+        definitions.policies.append(_parse_policy(_Entry(source, "policies", index, raw=raw)))
     for index, raw in enumerate(sections["operator_policies"]):
         definitions.operator_policies.append(
-            _parse_policy(_Entry(source, "operator_policies", index, raw), operator=True))
+            _parse_policy(_Entry(source, "operator_policies", index, raw=raw), operator=True))
     for name in IGNORED_SECTIONS:
         definitions.ignored[name] = len(sections[name])
     return definitions
@@ -306,7 +306,7 @@ def _json_type(value: Any) -> str:
 class _Entry:
     """One entry of one section, read field by field; errors name the entry."""
 
-    def __init__(self, source: str, section: str, index: int, raw: Any) -> None:
+    def __init__(self, source: str, section: str, index: int, *, raw: Any) -> None:
         self.source = source
         self.where = f"{section}[{index}]"
         self.index_label = self.where
@@ -593,7 +593,8 @@ def _check(broker: Broker, definitions: Definitions) -> None:
     exchanges: dict[str, set[str]] = {}
     queues: dict[str, set[str]] = {}
     for name in vhosts:
-        host = broker.vhosts.get(name) or VirtualHost(name, broker.timers, broker.store)
+        host = broker.vhosts.get(name) or VirtualHost(name=name, timers=broker.timers,
+                                                      store=broker.store)
         exchanges[name] = set(host.exchanges)
         queues[name] = set(host.queues)
     for exchange in definitions.exchanges:

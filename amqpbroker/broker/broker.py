@@ -34,7 +34,8 @@ class Broker:
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.vhosts: dict[str, VirtualHost] = {
-            default_vhost: VirtualHost(default_vhost, self.timers, self.store, paging)}
+            default_vhost: VirtualHost(name=default_vhost, timers=self.timers, store=self.store,
+                                       paging=paging)}
 
     def authenticate(self, username: str, password: str | None, loopback: bool) -> bool:
         """A login check; `password` None means SASL EXTERNAL (a verified certificate
@@ -87,8 +88,8 @@ class Broker:
         """The vhost, created (and recorded in the store) if it is new."""
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VirtualHost(name, self.timers, self.store,
-                                                    self.paging)
+            vhost = self.vhosts[name] = VirtualHost(name=name, timers=self.timers,
+                                                    store=self.store, paging=self.paging)
             if record:
                 self.store.put_runtime("vhost", name, {"name": name})
         return vhost

@@ -72,7 +72,7 @@ class PageCodec:
         if kind in (_PLAIN, _REDELIVERED):
             (stored,) = _LOCATION.unpack_from(record, 1)
             seq, *fields = self.read_stored(stored)  # type: ignore[misc]
-            entry = Entry(seq, self.make_message(*fields), None, stored)
+            entry = Entry(seq, self.make_message(*fields), None, stored=stored)
             entry.redelivered = kind == _REDELIVERED
             return entry
         seq, redelivered, delivery_count, expires = _ENTRY.unpack_from(record, 1)
@@ -84,7 +84,7 @@ class PageCodec:
         else:
             fields = list(decode_message(memoryview(record)[rest:]))
         entry = Entry(seq, self.make_message(*fields),
-                      None if math.isnan(expires) else expires, stored)
+                      None if math.isnan(expires) else expires, stored=stored)
         entry.redelivered = bool(redelivered)
         entry.delivery_count = delivery_count
         return entry

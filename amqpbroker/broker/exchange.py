@@ -32,7 +32,7 @@ class Exchange:
                  "durable", "inbound", "internal", "name", "policy", "router", "type",
                  "vhost_name")
 
-    def __init__(self, name: str, vhost_name: str, type_: str, durable: bool,
+    def __init__(self, *, name: str, vhost_name: str, type_: str, durable: bool,
                  auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
         self.name = name
         self.vhost_name = vhost_name

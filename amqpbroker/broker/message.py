@@ -77,7 +77,7 @@ class Entry:
 
     __slots__ = ("delivery_count", "expires_at", "message", "redelivered", "seq", "stored")
 
-    def __init__(self, seq: int, message: Message, expires_at: float | None,
+    def __init__(self, seq: int, message: Message, expires_at: float | None, *,
                  stored: int = 0) -> None:
         self.seq = seq
         self.message = message

@@ -49,7 +49,7 @@ def _text(value: Any) -> str | None:
 class Queue:
     """One queue of one virtual host."""
 
-    def __init__(self, name: str, vhost: VirtualHost, durable: bool, auto_delete: bool,
+    def __init__(self, *, name: str, vhost: VirtualHost, durable: bool, auto_delete: bool,
                  exclusive_owner: Session | None, arguments: dict[str, Any]) -> None:
         self.name = name
         self.vhost = vhost
@@ -192,7 +192,7 @@ class Queue:
             stored = self.store.put_message((self.vhost_name, self.name, self.next_seq),
                                             message.exchange, message.routing_key,
                                             message.header, message.body)
-        self.buffer.push(Entry(self.next_seq, message, expires_at, stored))
+        self.buffer.push(Entry(self.next_seq, message, expires_at, stored=stored))
         self.bytes += size
         if self.groups:
             if self.limited or expires_at is not None:

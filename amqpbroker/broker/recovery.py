@@ -34,13 +34,14 @@ def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) ->
     for row in snapshot.exchanges:
         host = vhost(row["vhost"])
         host.exchanges[row["name"]] = Exchange(
-            row["name"], host.name, row["type"], True, row["auto_delete"], row["internal"],
-            row["arguments"])
+            name=row["name"], vhost_name=host.name, type_=row["type"], durable=True,
+            auto_delete=row["auto_delete"], internal=row["internal"], arguments=row["arguments"])
         host.exchanges[row["name"]].apply_policy(host.exchange_policy(row["name"]))
     for row in snapshot.queues:
         host = vhost(row["vhost"])
-        host.queues[row["name"]] = Queue(row["name"], host, True, row["auto_delete"], None,
-                                         row["arguments"])
+        host.queues[row["name"]] = Queue(name=row["name"], vhost=host, durable=True,
+                                         auto_delete=row["auto_delete"], exclusive_owner=None,
+                                         arguments=row["arguments"])
     for row in snapshot.bindings:
         host = vhost(row["vhost"])
         source = host.exchanges.get(row["source"])
@@ -65,7 +66,7 @@ def recover(broker: Broker, snapshot: Snapshot, make_message: MessageFactory) ->
             continue
         message = make_message(*decode_message(stored.fields))
         entry = Entry(stored.seq, message, now + ttl if ttl is not None else None,
-                      stored.location)
+                      stored=stored.location)
         entry.redelivered = True
         buffer.push(entry)
         queue.bytes += len(message.body)

@@ -101,7 +101,7 @@ def _check_flag(arg: str, kind: str, name: str, vhost: str, received: bool,
 class VirtualHost:
     """Exchanges and queues of one virtual host."""
 
-    def __init__(self, name: str, timers: Timers, store: Store,
+    def __init__(self, *, name: str, timers: Timers, store: Store,
                  paging: Paging | None = None) -> None:
         self.name = name
         self.timers = timers
@@ -115,9 +115,11 @@ class VirtualHost:
         self.operator_policies: dict[str, Policy] = {}
         for exchange_name, type_ in PREDECLARED:
             self.exchanges[exchange_name] = Exchange(
-                exchange_name, name, type_, True, False, False, {})
+                name=exchange_name, vhost_name=name, type_=type_, durable=True,
+                auto_delete=False, internal=False, arguments={})
         self.exchanges["amq.rabbitmq.trace"] = Exchange(
-            "amq.rabbitmq.trace", name, "topic", True, False, True, {})
+            name="amq.rabbitmq.trace", vhost_name=name, type_="topic", durable=True,
+            auto_delete=False, internal=True, arguments={})
 
     # --- exchanges -------------------------------------------------------------------
 
@@ -156,7 +158,8 @@ class VirtualHost:
             return existing
         if names.is_reserved(name):
             raise errors.reserved_name("exchange", name)
-        exchange = Exchange(name, self.name, type_, durable, auto_delete, internal, arguments)
+        exchange = Exchange(name=name, vhost_name=self.name, type_=type_, durable=durable,
+                            auto_delete=auto_delete, internal=internal, arguments=arguments)
         exchange.apply_policy(self.exchange_policy(name))
         self.exchanges[name] = exchange
         if durable:
@@ -258,7 +261,8 @@ class VirtualHost:
             raise errors.reserved_name("queue", name)
         check_queue(name, self.name, durable, exclusive, auto_delete, arguments)
         owner = session if exclusive else None
-        queue = Queue(name, self, durable, auto_delete, owner, arguments)
+        queue = Queue(name=name, vhost=self, durable=durable, auto_delete=auto_delete,
+                      exclusive_owner=owner, arguments=arguments)
         self.queues[name] = queue
         if queue.stored:
             self.store.put_queue(self.name, name, auto_delete, arguments)

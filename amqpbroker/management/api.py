@@ -42,7 +42,7 @@ MAX_PAGE_SIZE = 500
 class Refused(Exception):
     """An answer other than success, in RabbitMQ's error shape."""
 
-    def __init__(self, status: int, error: str, reason: str,
+    def __init__(self, status: int, error: str, reason: str, *,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.response = JSONResponse({"error": error, "reason": reason}, status,
@@ -89,7 +89,7 @@ class Api:
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("basic "):
             raise Refused(401, "not_authorized", "Not_Authorized",
-                          {"www-authenticate": 'Basic realm="RabbitMQ Management"'})
+                          headers={"www-authenticate": 'Basic realm="RabbitMQ Management"'})
         try:
             name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
