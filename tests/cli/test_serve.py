@@ -170,17 +170,21 @@ def test_bad_config_file_is_one_clear_line(tmp_path: os.PathLike[str], content: 
 
 def test_max_connections(tmp_path: os.PathLike[str]) -> None:
     with serve("--max-connections", "1") as (_, port):
-        first = connect(port)
+        first = connect_when_free(port)  # the readiness probe may still hold the slot
         with pytest.raises(pika.exceptions.AMQPConnectionError):
             connect(port)
         first.close()
-        deadline = time.monotonic() + 10
-        while True:  # the slot frees once the server has finished with the first one
-            try:
-                connect(port).close()
-                break
-            except pika.exceptions.AMQPConnectionError:
-                assert time.monotonic() < deadline, "the freed connection slot never came back"
+        connect_when_free(port).close()
+
+
+def connect_when_free(port: int, timeout: float = 10) -> pika.BlockingConnection:
+    """Connect once the server has finished with the connection that held the slot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return connect(port)
+        except pika.exceptions.AMQPConnectionError:
+            assert time.monotonic() < deadline, "the connection slot never came free"
 
 
 def test_definitions_at_start_and_export(tmp_path: os.PathLike[str]) -> None:
