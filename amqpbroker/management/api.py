@@ -268,8 +268,7 @@ class Api:
 
     async def permissions(self, request: Request, user: User) -> Response:
         self.require_admin(user)
-        vhost = request.path_params.get("vhost")
-        name = None if vhost is None else urllib.parse.unquote(vhost)
+        name = optional_param(request, "vhost")
         found = [shapes.permission(u, v, p.configure, p.write, p.read)
                  for (u, v), p in sorted(self.broker.access.permissions.items())
                  if name is None or v == name]
@@ -318,8 +317,7 @@ class Api:
 
     async def policies(self, request: Request, user: User) -> Response:
         operator = request.url.path.startswith("/api/operator-policies")
-        vhost = request.path_params.get("vhost")
-        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         return listing(request, [
             shapes.policy(p) for v in hosts
             for _, p in sorted((v.operator_policies if operator else v.policies).items())])
@@ -355,8 +353,7 @@ class Api:
     # --- exchanges ----------------------------------------------------------------------
 
     async def exchanges(self, request: Request, user: User) -> Response:
-        vhost = request.path_params.get("vhost")
-        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         found = []
         for v in hosts:
             found.append({**shapes.exchange(v.exchanges["amq.direct"]), "name": "",
@@ -392,8 +389,7 @@ class Api:
     # --- queues -------------------------------------------------------------------------
 
     async def queues(self, request: Request, user: User) -> Response:
-        vhost = request.path_params.get("vhost")
-        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         unacked = shapes.unacked_by_queue(self.clients())
         return listing(request, [shapes.queue(q, unacked.get(q, (0, 0))) for v in hosts
                                  for _, q in sorted(v.queues.items())])
@@ -434,8 +430,7 @@ class Api:
         return Response(status_code=204)
 
     async def bindings(self, request: Request, user: User) -> Response:
-        vhost = request.path_params.get("vhost")
-        hosts = self.visible_vhosts(user, None if vhost is None else urllib.parse.unquote(vhost))
+        hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         return listing(request, [b for v in hosts for b in shapes.bindings(v)])
 
     # --- connections ----------------------------------------------------------------------
@@ -464,8 +459,7 @@ class Api:
                                  for ch in shapes.channels(c, self.local())])
 
     async def consumers(self, request: Request, user: User) -> Response:
-        vhost = request.path_params.get("vhost")
-        name = None if vhost is None else urllib.parse.unquote(vhost)
+        name = optional_param(request, "vhost")
         return listing(request, [c for client in self.clients()
                                  if self.may_see(user, client.session.vhost.name)
                                  and name in (None, client.session.vhost.name)
@@ -579,6 +573,12 @@ def create_app(server: Server) -> ASGIApp:
 
 def param(request: Request, name: str) -> str:
     return urllib.parse.unquote(request.path_params[name])
+
+
+def optional_param(request: Request, name: str) -> str | None:
+    """A path parameter of the routes that have it (`/api/queues/{vhost}`), else None."""
+    value = request.path_params.get(name)
+    return None if value is None else urllib.parse.unquote(value)
 
 
 @contextlib.contextmanager

@@ -110,14 +110,14 @@ def connection_name(client: ClientConnection, local: str) -> str:
 
 def connection(client: ClientConnection, local: str) -> dict[str, Any]:
     proto = client.protocol
-    host, _, port = client.peer.rpartition(":")
+    host, port = _peer(client)
     local_host, _, local_port = local.rpartition(":")
     props = jsonable(proto.client_properties)
     return {
         "name": connection_name(client, local), "node": NODE, "user": proto.username,
         "vhost": proto.vhost, "state": "running", "protocol": "AMQP 0-9-1",
-        "auth_mechanism": proto.mechanism, "peer_host": host,
-        "peer_port": int(port) if port.isdigit() else 0, "host": local_host,
+        "auth_mechanism": proto.mechanism, "peer_host": host, "peer_port": port,
+        "host": local_host,
         "port": int(local_port) if local_port.isdigit() else 0,
         "channels": len(client.session.channels) if client.session is not None else 0,
         "frame_max": proto.frame_max, "channel_max": proto.channel_max,
@@ -129,12 +129,17 @@ def connection(client: ClientConnection, local: str) -> dict[str, Any]:
     }
 
 
+def _peer(client: ClientConnection) -> tuple[str, int]:
+    host, _, port = client.peer.rpartition(":")
+    return host, int(port) if port.isdigit() else 0
+
+
 def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
     session = client.session
     if session is None:
         return
     name = connection_name(client, local)
-    host, _, port = client.peer.rpartition(":")
+    host, port = _peer(client)
     for number, ch in sorted(session.channels.items()):
         yield {
             "name": f"{name} ({number})", "number": number, "node": NODE,
@@ -145,8 +150,7 @@ def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
             "messages_unacknowledged": len(ch.unacked),
             "messages_unconfirmed": 0, "messages_uncommitted": len(ch.tx or ()),
             "acks_uncommitted": 0,
-            "connection_details": {"name": name, "peer_host": host,
-                                   "peer_port": int(port) if port.isdigit() else 0},
+            "connection_details": {"name": name, "peer_host": host, "peer_port": port},
             "message_stats": {},
         }
 
@@ -156,7 +160,7 @@ def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
     if session is None:
         return
     name = connection_name(client, local)
-    host, _, port = client.peer.rpartition(":")
+    host, port = _peer(client)
     for number, ch in sorted(session.channels.items()):
         for consumer in ch.consumers.values():
             q = consumer.queue
@@ -165,8 +169,7 @@ def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
                 "queue": {"name": q.name if q else "", "vhost": session.vhost.name},
                 "channel_details": {"connection_name": name, "name": f"{name} ({number})",
                                     "node": NODE, "number": number, "peer_host": host,
-                                    "peer_port": int(port) if port.isdigit() else 0,
-                                    "user": session.username},
+                                    "peer_port": port, "user": session.username},
                 "ack_required": not consumer.no_ack, "exclusive": consumer.exclusive,
                 "prefetch_count": consumer.prefetch, "active": True,
                 "activity_status": "up", "arguments": jsonable(consumer.arguments),
