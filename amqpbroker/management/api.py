@@ -19,6 +19,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,15 +30,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from amqpbroker import definitions, errors
 from amqpbroker.broker.policies import PolicyError
 from amqpbroker.management import shapes
+from amqpbroker.transport.bridge import build_message
 
 if TYPE_CHECKING:
     from amqpbroker.broker.access import User
+    from amqpbroker.broker.message import Entry
     from amqpbroker.broker.vhost import VirtualHost
     from amqpbroker.transport.server import Server
 
 MANAGEMENT_TAGS = ("administrator", "monitoring", "policymaker", "management")
 MAX_BODY = 10 * 1024 * 1024
 MAX_PAGE_SIZE = 500
+ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
+            "reject_requeue_false")
 
 
 class Refused(Exception):
@@ -429,6 +435,66 @@ class Api:
             vhost.purge_queue(None, name)
         return Response(status_code=204)
 
+    async def queue_get(self, request: Request, user: User) -> Response:
+        """POST .../get: up to `count` messages, requeued or not as `ackmode` says."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        queue = vhost.queues.get(param(request, "name"))
+        if queue is None:
+            raise Refused(404, "not_found",
+                          f"NOT_FOUND - no queue '{param(request, 'name')}' in vhost "
+                          f"'{vhost.name}'")
+        body = await self.body(request)
+        ackmode = body.get("ackmode")
+        if ackmode not in ACKMODES:
+            return Response(status_code=500)
+        count, truncate = body.get("count", 1), body.get("truncate")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise bad_request("count must be a positive integer")
+        taken: list[Entry] = []
+        while len(taken) < count and (entry := queue.pop()) is not None:
+            taken.append(entry)
+        found = []
+        for left, entry in zip(range(len(taken) - 1, -1, -1), taken, strict=True):
+            found.append(shapes.got(entry, queue.message_count + left,
+                                    body.get("encoding") == "base64",
+                                    truncate if isinstance(truncate, int) else None))
+        for entry in reversed(taken):
+            if ackmode.endswith("requeue_true"):
+                queue.requeue(entry)
+            elif ackmode.startswith("reject"):
+                queue.discard(entry, "rejected")
+            else:
+                queue.settle(entry)
+        self.broker.dispatch_ready()
+        return JSONResponse(found)
+
+    async def exchange_publish(self, request: Request, user: User) -> Response:
+        """POST .../publish: route one message; `{"routed": true|false}`."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        exchange = None if name in ("", "amq.default") else vhost.exchanges.get(name)
+        if exchange is None and name not in ("", "amq.default"):
+            raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
+        body = await self.body(request)
+        routing_key, payload = body.get("routing_key", ""), body.get("payload", "")
+        if not isinstance(routing_key, str) or not isinstance(payload, str):
+            raise bad_request("routing_key and payload must be strings")
+        try:
+            data = (base64.b64decode(payload, validate=True)
+                    if body.get("payload_encoding") == "base64" else payload.encode())
+            header = ContentHeader(0, len(data), Basic.Properties(
+                **shapes.amqp_properties(body.get("properties") or {}))).marshal()
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise bad_request(f"invalid message: {exc}") from None
+        message = build_message(name if exchange is not None else "", routing_key, header,
+                                data)
+        queues = vhost.route_message(exchange, message)
+        for queue in queues:
+            queue.enqueue(message)
+        self.broker.dispatch_ready()
+        await self.durable()
+        return JSONResponse({"routed": bool(queues)})
+
     async def bindings(self, request: Request, user: User) -> Response:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         return listing(request, [b for v in hosts for b in shapes.bindings(v)])
@@ -545,6 +611,8 @@ class Api:
             r("/api/queues", Api.queues), r("/api/queues/{vhost}", Api.queues),
             r("/api/queues/{vhost}/{name}", Api.queue_one, rw),
             r("/api/queues/{vhost}/{name}/contents", Api.queue_contents, ("DELETE",)),
+            r("/api/queues/{vhost}/{name}/get", Api.queue_get, ("POST",)),
+            r("/api/exchanges/{vhost}/{name}/publish", Api.exchange_publish, ("POST",)),
             r("/api/bindings", Api.bindings), r("/api/bindings/{vhost}", Api.bindings),
             r("/api/connections", Api.connections),
             r("/api/connections/{name}", Api.connection_one, ("GET", "DELETE")),

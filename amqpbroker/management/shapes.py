@@ -12,18 +12,27 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker import __version__
+from amqpbroker.broker import properties
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.queue import Queue
 from amqpbroker.definitions import jsonable
 
 if TYPE_CHECKING:
     from amqpbroker.broker.access import User
+    from amqpbroker.broker.message import Entry
     from amqpbroker.broker.policies import Policy
     from amqpbroker.broker.vhost import VirtualHost
     from amqpbroker.transport.bridge import ClientConnection
 
 NODE = f"rabbit@{socket.gethostname()}"
 RATE = {"rate": 0.0}
+RABBITMQ_NAMES = {"message_type": "type"}  # pamqp's property names that RabbitMQ spells so
+
+
+def amqp_properties(fields: dict[str, Any]) -> dict[str, Any]:
+    """Message properties from the API's JSON (RabbitMQ's names) to pamqp's names."""
+    names = {rabbitmq: pamqp for pamqp, rabbitmq in RABBITMQ_NAMES.items()}
+    return {names.get(name, name): value for name, value in fields.items()}
 
 
 def counted(name: str, value: int) -> dict[str, Any]:
@@ -174,6 +183,25 @@ def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
                 "prefetch_count": consumer.prefetch, "active": True,
                 "activity_status": "up", "arguments": jsonable(consumer.arguments),
             }
+
+
+def got(entry: Entry, left: int, as_base64: bool, truncate: int | None) -> dict[str, Any]:
+    """One message of `POST /api/queues/{vhost}/{name}/get`."""
+    message = entry.message
+    body = message.body[:truncate] if truncate is not None else message.body
+    decoded = properties.decode(message)
+    fields = {RABBITMQ_NAMES.get(name, name): getattr(decoded, name)
+              for name in decoded.attributes() if getattr(decoded, name) not in (None, "")}
+    try:
+        payload, encoding = (body.decode("utf-8"), "string") if not as_base64 else ("", "")
+    except UnicodeDecodeError:
+        payload = ""
+    if as_base64 or (not payload and body):
+        payload, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    return {"payload_bytes": len(message.body), "redelivered": entry.redelivered,
+            "exchange": message.exchange, "routing_key": message.routing_key,
+            "message_count": left, "properties": jsonable(fields) or [],
+            "payload": payload, "payload_encoding": encoding}
 
 
 def vhost(v: VirtualHost) -> dict[str, Any]:

@@ -210,3 +210,34 @@ async def test_bad_input_changes_nothing() -> None:
         basic = "Basic " + base64.b64encode(b"\xff\xfe").decode()
         assert (await api.get("/api/overview", headers={"authorization": basic},
                               auth=None)).status_code == 401
+
+
+async def test_publish_and_get_with_ackmodes() -> None:
+    async with management() as (_, api):
+        await api.put("/api/queues/%2F/inbox", json={"durable": False})
+        published = await api.post("/api/exchanges/%2F/amq.default/publish", json={
+            "routing_key": "inbox", "payload": "hello", "payload_encoding": "string",
+            "properties": {"delivery_mode": 2, "headers": {"k": "v"}, "type": "note"}})
+        assert published.json() == {"routed": True}
+        unrouted = await api.post("/api/exchanges/%2F/amq.direct/publish", json={
+            "routing_key": "nowhere", "payload": "x"})
+        assert unrouted.json() == {"routed": False}
+        missing = await api.post("/api/exchanges/%2F/nope/publish", json={"payload": "x"})
+        assert missing.json()["reason"] == "404 NOT_FOUND - no exchange 'nope' in vhost '/'"
+        peek = (await api.post("/api/queues/%2F/inbox/get", json={
+            "count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"})).json()
+        assert len(peek) == 1
+        assert {k: peek[0][k] for k in ("payload", "payload_encoding", "payload_bytes",
+                                        "routing_key", "message_count", "redelivered")} == {
+            "payload": "hello", "payload_encoding": "string", "payload_bytes": 5,
+            "routing_key": "inbox", "message_count": 0, "redelivered": False}
+        assert peek[0]["properties"] == {"delivery_mode": 2, "headers": {"k": "v"},
+                                         "type": "note"}
+        again = (await api.post("/api/queues/%2F/inbox/get", json={
+            "count": 1, "ackmode": "ack_requeue_false", "encoding": "base64"})).json()
+        assert again[0]["payload_encoding"] == "base64"
+        assert again[0]["redelivered"] is True
+        assert (await api.post("/api/queues/%2F/inbox/get", json={
+            "count": 1, "ackmode": "ack_requeue_false"})).json() == []
+        assert (await api.post("/api/queues/%2F/inbox/get", json={
+            "count": 1, "ackmode": "bogus"})).status_code == 500
