@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from amqpbroker import __version__, definitions
 from amqpbroker.app import build_broker, run
 from amqpbroker.config import ConfigError, Settings, load_file, memory_watermark
+from amqpbroker.ctl import ctl
 from amqpbroker.definitions import DefinitionsError
 from amqpbroker.store.sqlite import FILE_NAME as STORE_FILE
 from amqpbroker.store.sqlite import StoreError
@@ -121,6 +122,9 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
               + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
     except KeyboardInterrupt:
         pass
+
+
+main.add_command(ctl)
 
 
 @main.group(name="definitions")
