@@ -43,9 +43,10 @@ class Client:
         base = f"{parts.scheme or 'http'}://{parts.hostname or 'localhost'}:{parts.port or 15672}"
         self.http = httpx.Client(base_url=base, auth=auth, timeout=timeout)
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> Any:
         try:
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot reach {self.http.base_url}: {exc}") from None
         if response.status_code >= 400:
@@ -57,8 +58,9 @@ class Client:
         return response.json() if response.content else None
 
 
-def vhost_path(vhost: str) -> str:
-    return urllib.parse.quote(vhost, safe="")
+def segment(name: str) -> str:
+    """A name as one path segment (vhost `/` is `%2F`)."""
+    return urllib.parse.quote(name, safe="")
 
 
 def _print(rows: list[dict[str, Any]], columns: list[str], formatter: str) -> None:
@@ -96,9 +98,9 @@ def _list_command(name: str, resource: str, default: list[str]) -> click.Command
                 formatter: str) -> None:
         path = f"/api/{resource}"
         if vhost and resource == "permissions":
-            path = f"/api/vhosts/{vhost_path(vhost)}/permissions"
+            path = f"/api/vhosts/{segment(vhost)}/permissions"
         elif vhost and resource not in ("users", "vhosts"):
-            path += f"/{vhost_path(vhost)}"
+            path += f"/{segment(vhost)}"
         _print(client.call("GET", path), list(columns) or default, formatter)
     command.__doc__ = f"List {resource} (columns: any field of the API's objects)."
     return click.command(name)(command)
@@ -107,6 +109,35 @@ def _list_command(name: str, resource: str, default: list[str]) -> click.Command
 for _name, (_resource, _columns) in LISTS.items():
     ctl.add_command(_list_command(_name, _resource, _columns))
 
+# Commands that DELETE one object: name -> (path with {vhost} and {name}, help, in a vhost?)
+REMOVALS = {
+    "delete_user": ("/api/users/{name}", "Delete a user (their connections are closed).",
+                    False),
+    "delete_vhost": ("/api/vhosts/{name}", "Delete a virtual host, its objects and "
+                     "connections.", False),
+    "clear_permissions": ("/api/permissions/{vhost}/{name}", "Remove a user's permissions "
+                          "on a vhost.", True),
+    "clear_policy": ("/api/policies/{vhost}/{name}", "Remove a policy.", True),
+    "purge_queue": ("/api/queues/{vhost}/{name}/contents", "Drop a queue's ready messages.",
+                    True),
+    "delete_queue": ("/api/queues/{vhost}/{name}", "Delete a queue.", True),
+}
+
+
+def _removal_command(name: str, path: str, summary: str, in_vhost: bool) -> click.Command:
+    @click.argument("target")
+    @click.pass_obj
+    def command(client: Client, target: str, vhost: str = "/") -> None:
+        client.call("DELETE", path.format(vhost=segment(vhost), name=segment(target)))
+    command.__doc__ = summary
+    if in_vhost:
+        command = click.option("-p", "--vhost", default="/")(command)
+    return click.command(name)(command)
+
+
+for _name, (_path, _summary, _in_vhost) in REMOVALS.items():
+    ctl.add_command(_removal_command(_name, _path, _summary, _in_vhost))
+
 
 @ctl.command("add_user")
 @click.argument("name")
@@ -114,15 +145,7 @@ for _name, (_resource, _columns) in LISTS.items():
 @click.pass_obj
 def add_user(client: Client, name: str, password: str) -> None:
     """Create a user (no tags)."""
-    client.call("PUT", f"/api/users/{vhost_path(name)}", {"password": password, "tags": ""})
-
-
-@ctl.command("delete_user")
-@click.argument("name")
-@click.pass_obj
-def delete_user(client: Client, name: str) -> None:
-    """Delete a user (their connections are closed)."""
-    client.call("DELETE", f"/api/users/{vhost_path(name)}")
+    client.call("PUT", f"/api/users/{segment(name)}", {"password": password, "tags": ""})
 
 
 @ctl.command("change_password")
@@ -131,8 +154,8 @@ def delete_user(client: Client, name: str) -> None:
 @click.pass_obj
 def change_password(client: Client, name: str, password: str) -> None:
     """Set a user's password (tags kept)."""
-    user = client.call("GET", f"/api/users/{vhost_path(name)}")
-    client.call("PUT", f"/api/users/{vhost_path(name)}",
+    user = client.call("GET", f"/api/users/{segment(name)}")
+    client.call("PUT", f"/api/users/{segment(name)}",
                 {"password": password, "tags": user["tags"]})
 
 
@@ -142,7 +165,7 @@ def change_password(client: Client, name: str, password: str) -> None:
 @click.pass_obj
 def set_user_tags(client: Client, name: str, tags: tuple[str, ...]) -> None:
     """Replace a user's tags."""
-    client.call("PUT", f"/api/users/{vhost_path(name)}", {"tags": list(tags)})
+    client.call("PUT", f"/api/users/{segment(name)}", {"tags": list(tags)})
 
 
 @ctl.command("add_vhost")
@@ -150,15 +173,7 @@ def set_user_tags(client: Client, name: str, tags: tuple[str, ...]) -> None:
 @click.pass_obj
 def add_vhost(client: Client, name: str) -> None:
     """Create a virtual host."""
-    client.call("PUT", f"/api/vhosts/{vhost_path(name)}", {})
-
-
-@ctl.command("delete_vhost")
-@click.argument("name")
-@click.pass_obj
-def delete_vhost(client: Client, name: str) -> None:
-    """Delete a virtual host, its objects and connections."""
-    client.call("DELETE", f"/api/vhosts/{vhost_path(name)}")
+    client.call("PUT", f"/api/vhosts/{segment(name)}", {})
 
 
 @ctl.command("set_permissions")
@@ -171,17 +186,8 @@ def delete_vhost(client: Client, name: str) -> None:
 def set_permissions(client: Client, vhost: str, user: str, configure: str, write: str,
                     read: str) -> None:
     """Set a user's configure, write and read patterns on a vhost."""
-    client.call("PUT", f"/api/permissions/{vhost_path(vhost)}/{vhost_path(user)}",
+    client.call("PUT", f"/api/permissions/{segment(vhost)}/{segment(user)}",
                 {"configure": configure, "write": write, "read": read})
-
-
-@ctl.command("clear_permissions")
-@click.option("-p", "--vhost", default="/")
-@click.argument("user")
-@click.pass_obj
-def clear_permissions(client: Client, vhost: str, user: str) -> None:
-    """Remove a user's permissions on a vhost."""
-    client.call("DELETE", f"/api/permissions/{vhost_path(vhost)}/{vhost_path(user)}")
 
 
 @ctl.command("set_policy")
@@ -199,36 +205,9 @@ def set_policy(client: Client, vhost: str, priority: int, apply_to: str, name: s
         parsed = json.loads(definition)
     except ValueError:
         raise click.ClickException(f"the definition is not JSON: {definition}") from None
-    client.call("PUT", f"/api/policies/{vhost_path(vhost)}/{vhost_path(name)}",
+    client.call("PUT", f"/api/policies/{segment(vhost)}/{segment(name)}",
                 {"pattern": pattern, "definition": parsed, "priority": priority,
                  "apply-to": apply_to})
-
-
-@ctl.command("clear_policy")
-@click.option("-p", "--vhost", default="/")
-@click.argument("name")
-@click.pass_obj
-def clear_policy(client: Client, vhost: str, name: str) -> None:
-    """Remove a policy."""
-    client.call("DELETE", f"/api/policies/{vhost_path(vhost)}/{vhost_path(name)}")
-
-
-@ctl.command("purge_queue")
-@click.option("-p", "--vhost", default="/")
-@click.argument("name")
-@click.pass_obj
-def purge_queue(client: Client, vhost: str, name: str) -> None:
-    """Drop a queue's ready messages."""
-    client.call("DELETE", f"/api/queues/{vhost_path(vhost)}/{vhost_path(name)}/contents")
-
-
-@ctl.command("delete_queue")
-@click.option("-p", "--vhost", default="/")
-@click.argument("name")
-@click.pass_obj
-def delete_queue(client: Client, vhost: str, name: str) -> None:
-    """Delete a queue."""
-    client.call("DELETE", f"/api/queues/{vhost_path(vhost)}/{vhost_path(name)}")
 
 
 @ctl.command("close_connection")
@@ -237,13 +216,7 @@ def delete_queue(client: Client, vhost: str, name: str) -> None:
 @click.pass_obj
 def close_connection(client: Client, name: str, reason: str) -> None:
     """Close a connection (by its API name) with 320 and a reason."""
-    try:
-        response = client.http.delete(f"/api/connections/{urllib.parse.quote(name, safe='')}",
-                                      headers={"X-Reason": reason})
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {client.http.base_url}: {exc}") from None
-    if response.status_code >= 400:
-        raise click.ClickException(f"no connection '{name}'")
+    client.call("DELETE", f"/api/connections/{segment(name)}", headers={"X-Reason": reason})
 
 
 @ctl.command("export_definitions")

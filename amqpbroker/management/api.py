@@ -17,7 +17,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from amqpbroker.broker.vhost import VirtualHost
     from amqpbroker.transport.server import Server
 
+T = TypeVar("T")
 MANAGEMENT_TAGS = ("administrator", "monitoring", "policymaker", "management")
 MAX_BODY = 10 * 1024 * 1024
 MAX_PAGE_SIZE = 500
@@ -232,10 +233,7 @@ class Api:
         name = param(request, "user")
         access = self.broker.access
         if request.method == "GET":
-            found = access.users.get(name)
-            if found is None:
-                raise not_found()
-            return JSONResponse(shapes.user(found))
+            return JSONResponse(shapes.user(existing(access.users.get(name))))
         if request.method == "PUT":
             body = await self.body(request)
             if "tags" not in body:
@@ -286,9 +284,7 @@ class Api:
         access = self.broker.access
         key = (name, vhost)
         if request.method == "GET":
-            found = access.permissions.get(key)
-            if found is None:
-                raise not_found()
+            found = existing(access.permissions.get(key))
             return JSONResponse(shapes.permission(name, vhost, found.configure, found.write,
                                                   found.read))
         if request.method == "PUT":
@@ -371,10 +367,7 @@ class Api:
         vhost = self.vhost(user, param(request, "vhost"))
         name = param(request, "name")
         if request.method == "GET":
-            found = vhost.exchanges.get(name)
-            if found is None:
-                raise not_found()
-            return JSONResponse(shapes.exchange(found))
+            return JSONResponse(shapes.exchange(existing(vhost.exchanges.get(name))))
         if request.method == "PUT":
             body = await self.body(request)
             existed = name in vhost.exchanges
@@ -404,9 +397,7 @@ class Api:
         vhost = self.vhost(user, param(request, "vhost"))
         name = param(request, "name")
         if request.method == "GET":
-            found = vhost.queues.get(name)
-            if found is None:
-                raise not_found()
+            found = existing(vhost.queues.get(name))
             unacked = shapes.unacked_by_queue(self.clients())
             return JSONResponse(shapes.queue(found, unacked.get(found, (0, 0))))
         if request.method == "PUT":
@@ -637,6 +628,13 @@ class Api:
 def create_app(server: Server) -> ASGIApp:
     """The management API of a running server, as an ASGI app."""
     return Api(server).app()
+
+
+def existing(found: T | None) -> T:
+    """The object a path names, or the API's 404."""
+    if found is None:
+        raise not_found()
+    return found
 
 
 def param(request: Request, name: str) -> str:

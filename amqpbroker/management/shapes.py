@@ -19,6 +19,7 @@ from amqpbroker.definitions import jsonable
 
 if TYPE_CHECKING:
     from amqpbroker.broker.access import User
+    from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Entry
     from amqpbroker.broker.policies import Policy
     from amqpbroker.broker.vhost import VirtualHost
@@ -144,41 +145,45 @@ def _peer(client: ClientConnection) -> tuple[str, int]:
 
 
 def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
-    session = client.session
-    if session is None:
-        return
-    name = connection_name(client, local)
-    host, port = _peer(client)
-    for number, ch in sorted(session.channels.items()):
+    for ch, details in _open_channels(client, local):
         yield {
-            "name": f"{name} ({number})", "number": number, "node": NODE,
-            "user": session.username, "vhost": session.vhost.name, "state": "running",
+            "name": details["name"], "number": ch.id, "node": NODE,
+            "user": details["user"], "vhost": ch.session.vhost.name, "state": "running",
             "prefetch_count": ch.consumer_prefetch, "global_prefetch_count": ch.prefetch,
             "confirm": ch.confirm, "transactional": ch.tx is not None,
             "consumer_count": len(ch.consumers),
             "messages_unacknowledged": len(ch.unacked),
             "messages_unconfirmed": 0, "messages_uncommitted": len(ch.tx or ()),
             "acks_uncommitted": 0,
-            "connection_details": {"name": name, "peer_host": host, "peer_port": port},
+            "connection_details": {"name": details["connection_name"],
+                                   "peer_host": details["peer_host"],
+                                   "peer_port": details["peer_port"]},
             "message_stats": {},
         }
 
 
-def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
+def _open_channels(client: ClientConnection, local: str
+                   ) -> Iterator[tuple[Channel, dict[str, Any]]]:
+    """A connection's channels in number order, each with its `channel_details`."""
     session = client.session
     if session is None:
         return
     name = connection_name(client, local)
     host, port = _peer(client)
     for number, ch in sorted(session.channels.items()):
+        yield ch, {"connection_name": name, "name": f"{name} ({number})", "node": NODE,
+                   "number": number, "peer_host": host, "peer_port": port,
+                   "user": session.username}
+
+
+def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
+    for ch, details in _open_channels(client, local):
         for consumer in ch.consumers.values():
             q = consumer.queue
             yield {
                 "consumer_tag": consumer.tag,
-                "queue": {"name": q.name if q else "", "vhost": session.vhost.name},
-                "channel_details": {"connection_name": name, "name": f"{name} ({number})",
-                                    "node": NODE, "number": number, "peer_host": host,
-                                    "peer_port": port, "user": session.username},
+                "queue": {"name": q.name if q else "", "vhost": ch.session.vhost.name},
+                "channel_details": details,
                 "ack_required": not consumer.no_ack, "exclusive": consumer.exclusive,
                 "prefetch_count": consumer.prefetch, "active": True,
                 "activity_status": "up", "arguments": jsonable(consumer.arguments),
