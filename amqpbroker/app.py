@@ -18,6 +18,7 @@ from amqpbroker.config import Settings, memory_watermark
 from amqpbroker.definitions import apply, load
 from amqpbroker.management.api import create_app
 from amqpbroker.management.metrics import metrics_app
+from amqpbroker.management.statistics import Statistics
 from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.store.memory import MemoryStore
 from amqpbroker.store.pages import Pages
@@ -86,9 +87,10 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
     """Serve in the background of the current event loop until the block exits."""
     server = build(settings)
     listeners: list[HttpListener] = []
+    statistics = Statistics(server, settings.collect_statistics_interval / 1000)
     try:
         if settings.management_port:
-            listeners.append(HttpListener(create_app(server), settings.host,
+            listeners.append(HttpListener(create_app(server, statistics), settings.host,
                                           settings.management_port))
         if settings.prometheus_port:
             listeners.append(HttpListener(metrics_app(server), settings.host,
@@ -103,6 +105,8 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
         await tasks.start(server.serve)
         for listener in listeners:
             await tasks.start(listener.serve)
+        if settings.management_port:
+            await tasks.start(statistics.run)
         try:
             yield server
         finally:
@@ -110,6 +114,7 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
                 listener.close()
             await server.shutdown()
             server.broker.store.close()
+            tasks.cancel_scope.cancel()  # the statistics sampler
 
 
 async def serve_until_signalled(settings: Settings) -> None:

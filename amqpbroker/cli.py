@@ -33,6 +33,7 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "tls_port": click.IntRange(0, 65535),
     "management_port": click.IntRange(0, 65535),
     "prometheus_port": click.IntRange(0, 65535),
+    "collect_statistics_interval": click.IntRange(1),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
     "channel_max": click.IntRange(1, 65535),
     "frame_max": click.IntRange(4096, 2**31 - 1),

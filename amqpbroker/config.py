@@ -62,6 +62,8 @@ class Settings:
                                                      "certificate.")
     management_port: int = _setting(15672, "Management HTTP API port (0: off).")
     prometheus_port: int = _setting(15692, "Prometheus metrics port (0: off).")
+    collect_statistics_interval: int = _setting(5000, "Milliseconds between the samples "
+                                                      "that message rates come from.")
 
 
 PATHS = ("definitions", "data_dir", "tls_cert", "tls_key", "tls_ca")

@@ -10,6 +10,7 @@ from amqpbroker.broker.access import Access
 from amqpbroker.broker.buffers import Paging
 from amqpbroker.broker.frontend import Sink
 from amqpbroker.broker.session import Session
+from amqpbroker.broker.stats import Churn
 from amqpbroker.broker.timers import Timers
 from amqpbroker.broker.vhost import VirtualHost
 from amqpbroker.store.base import Store
@@ -33,9 +34,10 @@ class Broker:
         self.access.set_permission(default_user, default_vhost, record=False)
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
+        self.churn = Churn()
         self.vhosts: dict[str, VirtualHost] = {
             default_vhost: VirtualHost(name=default_vhost, timers=self.timers, store=self.store,
-                                       paging=paging)}
+                                       paging=paging, churn=self.churn)}
 
     def authenticate(self, username: str, password: str | None, loopback: bool) -> bool:
         """A login check; `password` None means SASL EXTERNAL (a verified certificate
@@ -89,7 +91,8 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VirtualHost(name=name, timers=self.timers,
-                                                    store=self.store, paging=self.paging)
+                                                    store=self.store, paging=self.paging,
+                                                    churn=self.churn)
             if record:
                 self.store.put_runtime("vhost", name, {"name": name})
         return vhost

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from amqpbroker import errors
+from amqpbroker.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from amqpbroker.broker.consumer import Consumer, ReplyConsumer
@@ -60,6 +61,7 @@ class Channel:
         self.reply_consumer: ReplyConsumer | None = None
         self.reply_token = ""
         self._timeout_timer: Timer | None = None
+        self.stats = MessageStats()
 
     # --- delivery --------------------------------------------------------------
 
@@ -67,7 +69,13 @@ class Channel:
         """Send one message to a consumer of this channel (called by Queue.dispatch)."""
         self.next_tag += 1
         tag = self.next_tag
+        stats, queue_stats = self.stats, consumer.queue.stats
+        if entry.redelivered:
+            stats.redeliver += 1
+            queue_stats.redeliver += 1
         if not consumer.no_ack:
+            stats.deliver += 1
+            queue_stats.deliver += 1
             deadline = None
             if consumer.timeout is not None:
                 timers = self.session.vhost.timers
@@ -78,6 +86,8 @@ class Channel:
             self.unacked_count += 1
             consumer.unacked += 1
         else:
+            stats.deliver_no_ack += 1
+            queue_stats.deliver_no_ack += 1
             consumer.queue.settle(entry)
         self._send_deliver(consumer, tag, entry)
 
@@ -119,14 +129,24 @@ class Channel:
         """Basic.Get: one message or Get-Empty."""
         queue.touch()
         entry = queue.pop()
+        stats, queue_stats = self.stats, queue.stats
         if entry is None:
+            stats.get_empty += 1
+            queue_stats.get_empty += 1
             self.sink.send_method(self.id, commands.Basic.GetEmpty())
             return
         self.next_tag += 1
         tag = self.next_tag
+        if entry.redelivered:
+            stats.redeliver += 1
+            queue_stats.redeliver += 1
         if no_ack:
+            stats.get_no_ack += 1
+            queue_stats.get_no_ack += 1
             queue.settle(entry)
         else:
+            stats.get += 1
+            queue_stats.get += 1
             self.unacked[tag] = Unacked(queue, entry, None)
         message = entry.message
         self.sink.send_content(self.id, commands.Basic.GetOk(
@@ -156,7 +176,9 @@ class Channel:
             self.tx.append(("ack", (tag, multiple)))
             return
         taken = self._take(tag, multiple)
+        self.stats.ack += len(taken)
         for record in taken:
+            record.queue.stats.ack += 1
             record.queue.settle(record.entry)
         self._resume({r.queue for r in taken})
 
@@ -287,6 +309,7 @@ class Channel:
         if self.reply_consumer is not None:
             self.cancel(self.reply_consumer.tag)
         self.requeue_all()
+        self.session.vhost.closed_channel_stats.add(self.stats)
         self.tx = None
         if self._timeout_timer is not None:
             self._timeout_timer.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker.broker.routing import ROUTERS, HeadersRouter
+from amqpbroker.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from amqpbroker.broker.policies import Policy
@@ -29,8 +30,8 @@ class Exchange:
     """One exchange of one virtual host. The default exchange has no router."""
 
     __slots__ = ("alternate", "arguments", "auto_delete", "bindings", "by_headers", "delayed",
-                 "durable", "inbound", "internal", "name", "policy", "router", "type",
-                 "vhost_name")
+                 "durable", "inbound", "internal", "name", "policy", "router", "stats",
+                 "type", "vhost_name")
 
     def __init__(self, *, name: str, vhost_name: str, type_: str, durable: bool,
                  auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
@@ -49,6 +50,7 @@ class Exchange:
         self.by_headers = isinstance(self.router, HeadersRouter)
         self.bindings: dict[tuple[Queue | Exchange, str, Any], dict[str, Any]] = {}
         self.inbound: set[tuple[Exchange, str, Any]] = set()
+        self.stats = MessageStats()
 
     def __repr__(self) -> str:
         return f"<Exchange {self.name!r} ({self.type}) in {self.vhost_name!r}>"

@@ -17,6 +17,7 @@ from amqpbroker.broker import properties
 from amqpbroker.broker.buffers import FifoBuffer, PriorityBuffer
 from amqpbroker.broker.message import Entry, Message
 from amqpbroker.broker.policies import effective_definition
+from amqpbroker.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from amqpbroker.broker.consumer import Consumer
@@ -80,6 +81,7 @@ class Queue:
         self._unused_timer: Timer | None = None
         self.has_ttl = False  # some message may carry an expiry
         self.expires: float | None = None
+        self.stats = MessageStats()
         self.apply_policy(*vhost.queue_policies(name, self.queue_type))
 
     def apply_policy(self, policy: Policy | None, operator_policy: Policy | None) -> None:
@@ -187,6 +189,7 @@ class Queue:
             now = self.vhost.timers.now()
             expires_at = now + ttl
         self.next_seq += 1
+        self.stats.publish += 1
         stored = 0
         if self.store_messages and message.persistent:
             stored = self.store.put_message((self.vhost_name, self.name, self.next_seq),

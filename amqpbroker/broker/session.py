@@ -70,12 +70,14 @@ class Session:
     def open_channel(self, channel_id: int) -> Channel:
         channel = Channel(self, channel_id, self.sink)
         self.channels[channel_id] = channel
+        self.vhost.churn.channel_created += 1
         return channel
 
     def close_channel(self, channel_id: int) -> None:
         channel = self.channels.pop(channel_id, None)
         if channel is not None:
             self.dirty_channels.discard(channel)
+            self.vhost.churn.channel_closed += 1
             channel.close()
 
     def end_of_pass(self) -> None:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from amqpbroker import definitions, errors
 from amqpbroker.broker.policies import PolicyError
 from amqpbroker.management import shapes
+from amqpbroker.management.statistics import Statistics, View
 from amqpbroker.transport.bridge import build_message
 
 if TYPE_CHECKING:
@@ -86,9 +87,10 @@ Handler = Callable[["Api", Request, "User"], Awaitable[Response]]
 class Api:
     """The routes of one server's management API."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, statistics: Statistics) -> None:
         self.server = server
         self.broker = server.broker
+        self.statistics = statistics
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -153,6 +155,10 @@ class Api:
         """Wait until what the change recorded is on disk."""
         await self.server.committer.wait(self.broker.store.recorded)
 
+    def view(self, request: Request) -> View:
+        """The statistics fields for one answer to `request`."""
+        return View(self.statistics, request.query_params)
+
     def local(self) -> str:
         return f"{self.server.host}:{self.server.port}"
 
@@ -163,20 +169,13 @@ class Api:
 
     async def overview(self, request: Request, user: User) -> Response:
         queues = [q for v in self.broker.vhosts.values() for q in v.queues.values()]
-        unacked = shapes.unacked_by_queue(self.clients())
-        ready = sum(q.message_count for q in queues)
-        unacked_total = sum(count for count, _ in unacked.values())
         clients = self.clients()
         body = shapes.overview()
         body.update({
             "exchange_types": [{"name": t, "description": "", "enabled": True}
                                for t in ("direct", "fanout", "headers", "topic",
                                          "x-delayed-message")],
-            "message_stats": {},
-            "churn_rates": {},
-            "queue_totals": {**shapes.counted("messages", ready + unacked_total),
-                             **shapes.counted("messages_ready", ready),
-                             **shapes.counted("messages_unacknowledged", unacked_total)},
+            **self.view(request).node(),
             "object_totals": {
                 "connections": len(clients),
                 "channels": sum(len(c.session.channels) for c in clients),
@@ -201,12 +200,14 @@ class Api:
     # --- vhosts, users, permissions --------------------------------------------------
 
     async def vhosts(self, request: Request, user: User) -> Response:
-        return listing(request, [shapes.vhost(v) for v in self.visible_vhosts(user, None)])
+        stats = self.view(request)
+        return listing(request, [shapes.vhost(v, stats=stats)
+                                 for v in self.visible_vhosts(user, None)])
 
     async def vhost_one(self, request: Request, user: User) -> Response:
         name = param(request, "vhost")
         if request.method == "GET":
-            return JSONResponse(shapes.vhost(self.vhost(user, name)))
+            return JSONResponse(shapes.vhost(self.vhost(user, name), stats=self.view(request)))
         self.require_admin(user)
         if request.method == "PUT":
             await self.body(request)
@@ -357,17 +358,20 @@ class Api:
     async def exchanges(self, request: Request, user: User) -> Response:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         found = []
+        stats = self.view(request)
         for v in hosts:
             found.append({**shapes.exchange(v.exchanges["amq.direct"]), "name": "",
-                          "type": "direct", "vhost": v.name, "policy": None})
-            found.extend(shapes.exchange(x) for _, x in sorted(v.exchanges.items()))
+                          "type": "direct", "vhost": v.name, "policy": None,
+                          **stats.default_exchange(v)})
+            found.extend(shapes.exchange(x, stats=stats) for _, x in sorted(v.exchanges.items()))
         return listing(request, found)
 
     async def exchange_one(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
         name = param(request, "name")
         if request.method == "GET":
-            return JSONResponse(shapes.exchange(existing(vhost.exchanges.get(name))))
+            return JSONResponse(shapes.exchange(existing(vhost.exchanges.get(name)),
+                                                stats=self.view(request)))
         if request.method == "PUT":
             body = await self.body(request)
             existed = name in vhost.exchanges
@@ -389,17 +393,19 @@ class Api:
 
     async def queues(self, request: Request, user: User) -> Response:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
-        unacked = shapes.unacked_by_queue(self.clients())
-        return listing(request, [shapes.queue(q, unacked.get(q, (0, 0))) for v in hosts
-                                 for _, q in sorted(v.queues.items())])
+        stats = self.view(request)
+        unacked = stats.unacked
+        return listing(request, [shapes.queue(q, unacked.get(q, (0, 0)), stats=stats)
+                                 for v in hosts for _, q in sorted(v.queues.items())])
 
     async def queue_one(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
         name = param(request, "name")
         if request.method == "GET":
             found = existing(vhost.queues.get(name))
-            unacked = shapes.unacked_by_queue(self.clients())
-            return JSONResponse(shapes.queue(found, unacked.get(found, (0, 0))))
+            stats = self.view(request)
+            return JSONResponse(shapes.queue(found, stats.unacked.get(found, (0, 0)),
+                                             stats=stats))
         if request.method == "PUT":
             body = await self.body(request)
             existed = name in vhost.queues
@@ -493,7 +499,9 @@ class Api:
     # --- connections ----------------------------------------------------------------------
 
     async def connections(self, request: Request, user: User) -> Response:
-        return listing(request, [shapes.connection(c, self.local()) for c in self.clients()
+        stats = self.view(request)
+        return listing(request, [shapes.connection(c, self.local(), stats=stats)
+                                 for c in self.clients()
                                  if self.may_see(user, c.session.vhost.name)])
 
     async def connection_one(self, request: Request, user: User) -> Response:
@@ -504,16 +512,17 @@ class Api:
         else:
             raise not_found()
         if request.method == "GET":
-            return JSONResponse(shapes.connection(client, self.local()))
+            return JSONResponse(shapes.connection(client, self.local(), stats=self.view(request)))
         if not (self.is_admin(user) or client.session.username == user.name):
             raise not_authorised("Not administrator user")
         client.shutdown(request.headers.get("x-reason", "Closed via management plugin"))
         return Response(status_code=204)
 
     async def channels(self, request: Request, user: User) -> Response:
+        stats = self.view(request)
         return listing(request, [ch for c in self.clients()
                                  if self.may_see(user, c.session.vhost.name)
-                                 for ch in shapes.channels(c, self.local())])
+                                 for ch in shapes.channels(c, self.local(), stats=stats)])
 
     async def consumers(self, request: Request, user: User) -> Response:
         name = optional_param(request, "vhost")
@@ -625,9 +634,10 @@ class Api:
         return RawPath(app)
 
 
-def create_app(server: Server) -> ASGIApp:
-    """The management API of a running server, as an ASGI app."""
-    return Api(server).app()
+def create_app(server: Server, statistics: Statistics | None = None) -> ASGIApp:
+    """The management API of a running server, as an ASGI app; its rates come from
+    `statistics`' samples (by default an unsampled history: every rate 0.0)."""
+    return Api(server, statistics or Statistics(server, 5.0)).app()
 
 
 def existing(found: T | None) -> T:

@@ -21,9 +21,15 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_asgi_app
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
 from amqpbroker import __version__
+from amqpbroker.management import statistics
 from amqpbroker.transport.alarms import resident_memory
 
 if TYPE_CHECKING:
@@ -93,7 +99,83 @@ class BrokerCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self._identity()
         yield from self._objects()
+        yield from self._counters()
         yield from self._resources()
+
+    def _counters(self) -> Iterator[Metric]:
+        """The node's message counters and object churn, summed over every vhost."""
+        node = statistics.node_totals(statistics.totals(self.server))
+        delivered = node.deliver + node.deliver_no_ack + node.get + node.get_no_ack
+        unroutable = node.return_unroutable + node.drop_unroutable
+        for name, documentation, value in (
+            ("received", "Total number of messages received from publishers", node.publish),
+            ("received_confirm", "Total number of messages received from publishers "
+             "expecting confirmations", node.confirm),
+            ("routed", "Total number of messages routed to queues or streams",
+             node.publish - unroutable),
+            ("confirmed", "Total number of messages confirmed to publishers", node.confirm),
+            ("delivered", "Total number of messages delivered to consumers", delivered),
+            ("delivered_consume_auto_ack", "Total number of messages delivered to consumers "
+             "using basic.consume with automatic acknowledgment", node.deliver_no_ack),
+            ("delivered_consume_manual_ack", "Total number of messages delivered to consumers "
+             "using basic.consume with manual acknowledgment", node.deliver),
+            ("delivered_get_auto_ack", "Total number of messages fetched with basic.get in "
+             "automatic acknowledgement mode", node.get_no_ack),
+            ("delivered_get_manual_ack", "Total number of messages fetched with basic.get in "
+             "manual acknowledgement mode", node.get),
+            ("get_empty", "Total number of times basic.get operations fetched no message",
+             node.get_empty),
+            ("redelivered", "Total number of messages redelivered to consumers",
+             node.redeliver),
+            ("acknowledged", "Total number of message acknowledgements received from "
+             "consumers", node.ack),
+            ("unroutable_dropped", "Total number of messages published as non-mandatory "
+             "into an exchange and dropped as unroutable", node.drop_unroutable),
+            ("unroutable_returned", "Total number of messages published as mandatory into "
+             "an exchange and returned to the publisher as unroutable",
+             node.return_unroutable),
+        ):
+            yield CounterMetricFamily(f"rabbitmq_global_messages_{name}", documentation,
+                                      value=value)
+        for name, documentation, value in (
+            ("published", "Total number of messages published into an exchange on a channel",
+             node.publish),
+            ("confirmed", "Total number of messages published into an exchange and "
+             "confirmed on the channel", node.confirm),
+            ("unroutable_returned", "Total number of messages published as mandatory into "
+             "an exchange and returned to the publisher as unroutable",
+             node.return_unroutable),
+            ("unroutable_dropped", "Total number of messages published as non-mandatory into "
+             "an exchange and dropped as unroutable", node.drop_unroutable),
+            ("delivered_ack", "Total number of messages delivered to consumers in manual "
+             "acknowledgement mode", node.deliver),
+            ("delivered", "Total number of messages delivered to consumers in automatic "
+             "acknowledgement mode", node.deliver_no_ack),
+            ("redelivered", "Total number of messages redelivered to consumers",
+             node.redeliver),
+            ("acked", "Total number of messages acknowledged by consumers", node.ack),
+        ):
+            yield CounterMetricFamily(f"rabbitmq_channel_messages_{name}", documentation,
+                                      value=value)
+        clients = statistics.open_clients(self.server)
+        yield _gauge("rabbitmq_global_publishers", "Current number of publishers",
+                     sum(1 for c in clients if c.publisher))
+        yield _gauge("rabbitmq_global_consumers", "Current number of consumers",
+                     sum(len(c.session.channels[n].consumers) for c in clients
+                         if c.session is not None for n in c.session.channels))
+        churn = self.server.broker.churn
+        for name, documentation, value in (
+            ("connections_opened", "Total number of connections opened",
+             churn.connection_created),
+            ("connections_closed", "Total number of connections closed or terminated",
+             churn.connection_closed),
+            ("channels_opened", "Total number of channels opened", churn.channel_created),
+            ("channels_closed", "Total number of channels closed", churn.channel_closed),
+            ("queues_declared", "Total number of queues declared", churn.queue_declared),
+            ("queues_created", "Total number of queues created", churn.queue_created),
+            ("queues_deleted", "Total number of queues deleted", churn.queue_deleted),
+        ):
+            yield CounterMetricFamily(f"rabbitmq_{name}", documentation, value=value)
 
     def _identity(self) -> Iterator[Metric]:
         yield InfoMetricFamily("rabbitmq_identity", "RabbitMQ node & cluster identity info", {

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from amqpbroker.broker.message import Entry
     from amqpbroker.broker.policies import Policy
     from amqpbroker.broker.vhost import VirtualHost
+    from amqpbroker.management.statistics import View
     from amqpbroker.transport.bridge import ClientConnection
 
 NODE = f"rabbit@{socket.gethostname()}"
@@ -37,7 +38,7 @@ def amqp_properties(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def counted(name: str, value: int) -> dict[str, Any]:
-    """A count with its `*_details` twin (rates are not sampled yet: 0.0)."""
+    """A count with its `*_details` twin, where no statistics are sampled (rate 0.0)."""
     return {name: value, f"{name}_details": dict(RATE)}
 
 
@@ -55,10 +56,11 @@ def unacked_by_queue(clients: Iterable[ClientConnection]) -> dict[Queue, tuple[i
     return found
 
 
-def queue(q: Queue, unacked: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+def queue(q: Queue, unacked: tuple[int, int] = (0, 0), *, stats: View | None = None
+          ) -> dict[str, Any]:
     ready, unacked_count = q.message_count, unacked[0]
     consumer_tags = [c.tag for c in q.consumers]
-    return {
+    found = {
         "name": q.name, "vhost": q.vhost_name, "durable": q.durable,
         "auto_delete": q.auto_delete, "exclusive": q.exclusive_owner is not None,
         "arguments": jsonable(q.arguments), "type": q.queue_type, "state": "running",
@@ -77,13 +79,17 @@ def queue(q: Queue, unacked: tuple[int, int] = (0, 0)) -> dict[str, Any]:
         "effective_policy_definition": jsonable(q.effective_policy_definition),
         "message_stats": {},
     }
+    if stats is not None:
+        found.update(stats.queue(q))
+    return found
 
 
-def exchange(x: Exchange) -> dict[str, Any]:
+def exchange(x: Exchange, *, stats: View | None = None) -> dict[str, Any]:
     return {"name": x.name, "vhost": x.vhost_name, "type": x.type, "durable": x.durable,
             "auto_delete": x.auto_delete, "internal": x.internal,
             "arguments": jsonable(x.arguments), "user_who_performed_action": "",
-            "policy": x.policy.name if x.policy is not None else None, "message_stats": {}}
+            "policy": x.policy.name if x.policy is not None else None,
+            **(stats.exchange(x) if stats is not None else {"message_stats": {}})}
 
 
 def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
@@ -118,7 +124,8 @@ def connection_name(client: ClientConnection, local: str) -> str:
     return f"{client.peer} -> {local}"
 
 
-def connection(client: ClientConnection, local: str) -> dict[str, Any]:
+def connection(client: ClientConnection, local: str, *, stats: View | None = None
+               ) -> dict[str, Any]:
     proto = client.protocol
     host, port = _peer(client)
     local_host, _, local_port = local.rpartition(":")
@@ -135,7 +142,9 @@ def connection(client: ClientConnection, local: str) -> dict[str, Any]:
         "client_properties": props,
         "user_provided_name": props.get("connection_name") if isinstance(props, dict)
         else None,
-        **counted("recv_oct", 0), **counted("send_oct", 0),
+        **(stats.connection(client) if stats is not None
+           else {**counted("recv_oct", client.recv_oct),
+                 **counted("send_oct", client.send_oct)}),
     }
 
 
@@ -144,7 +153,8 @@ def _peer(client: ClientConnection) -> tuple[str, int]:
     return host, int(port) if port.isdigit() else 0
 
 
-def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
+def channels(client: ClientConnection, local: str, *, stats: View | None = None
+             ) -> Iterator[dict[str, Any]]:
     for ch, details in _open_channels(client, local):
         yield {
             "name": details["name"], "number": ch.id, "node": NODE,
@@ -158,7 +168,7 @@ def channels(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
             "connection_details": {"name": details["connection_name"],
                                    "peer_host": details["peer_host"],
                                    "peer_port": details["peer_port"]},
-            "message_stats": {},
+            **(stats.channel(ch) if stats is not None else {"message_stats": {}}),
         }
 
 
@@ -209,12 +219,14 @@ def got(entry: Entry, left: int, as_base64: bool, truncate: int | None) -> dict[
             "payload": payload, "payload_encoding": encoding}
 
 
-def vhost(v: VirtualHost) -> dict[str, Any]:
+def vhost(v: VirtualHost, *, stats: View | None = None) -> dict[str, Any]:
     ready = sum(q.message_count for q in v.queues.values())
     return {"name": v.name, "description": "", "tags": [], "default_queue_type": "classic",
             "metadata": {"description": "", "tags": []}, "tracing": False,
-            "cluster_state": {NODE: "running"}, **counted("messages", ready),
-            **counted("messages_ready", ready), **counted("messages_unacknowledged", 0)}
+            "cluster_state": {NODE: "running"},
+            **(stats.vhost(v) if stats is not None
+               else {**counted("messages", ready), **counted("messages_ready", ready),
+                     **counted("messages_unacknowledged", 0)})}
 
 
 def user(u: User) -> dict[str, Any]:

@@ -119,6 +119,8 @@ class ClientConnection:
         self.told_blocked = False
         self.replying = False  # a client method is running: notifications wait for it
         self.deferred: list[Callable[[], None]] = []
+        self.recv_oct = 0  # bytes read from and written to the socket
+        self.send_oct = 0
 
     # --- state the transport reads -----------------------------------------------------
 
@@ -324,6 +326,7 @@ class ClientConnection:
         """One read pass: handle every command, then deliver to the consumers of the
         queues that became ready and send the coalesced confirms."""
         state = self.protocol.state
+        self.recv_oct += len(data)
         try:
             self._run(self.protocol.receive_data(data, now))
             if self.session is not None:
@@ -343,7 +346,9 @@ class ClientConnection:
         self.out = []
         self.buffered = 0
         self.protocol.data_sent(now)
-        return out[0] if len(out) == 1 else b"".join(out)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.send_oct += len(data)
+        return data
 
     def drained(self) -> None:
         """The socket took everything: consumers blocked on a full buffer may go on."""

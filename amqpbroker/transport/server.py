@@ -160,6 +160,7 @@ class Server:
                                   external_user=peer_common_name(stream))
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
+        self.broker.churn.connection_created += 1
         try:
             async with stream, anyio.create_task_group() as tasks:
                 tasks.start_soon(self._reader, client, stream, tasks)
@@ -170,6 +171,7 @@ class Server:
         finally:
             client.connection_lost("connection closed")
             self.clients.discard(client)
+            self.broker.churn.connection_closed += 1
             log.info("%s: connection closed: %s", peer, client.close_reason)
             if self._closing and not self.clients:
                 self._all_gone.set()

@@ -64,6 +64,7 @@ def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bo
     """Route a publish (`exchange` None: the default exchange), enqueue it, return it if
     unroutable and mandatory, then confirm it (nack when a queue refused it)."""
     vhost = channel.session.vhost
+    channel.stats.publish += 1
     if exchange is not None and exchange.delayed:
         delay = _delay(message)
         if delay > 0:
@@ -72,7 +73,10 @@ def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bo
             return
     accepted = True
     queues = vhost.route_message(exchange, message)
+    exchange_stats = exchange.stats if exchange is not None else vhost.default_exchange_stats
+    exchange_stats.publish_in += 1
     if queues:
+        exchange_stats.publish_out += len(queues)
         headers = message._headers
         if headers is not None and "BCC" in headers:
             message = properties.replace(
@@ -81,14 +85,18 @@ def route_and_enqueue(channel: Channel, exchange: Exchange | None, mandatory: bo
             if not queue.enqueue(message):
                 accepted = False
     elif mandatory:
+        channel.stats.return_unroutable += 1
         channel.sink.send_content(channel.id, commands.Basic.Return(
             reply_code=312, reply_text="NO_ROUTE", exchange=message.exchange,
             routing_key=message.routing_key), message)
+    else:
+        channel.stats.drop_unroutable += 1
     _confirm(channel, accepted)
 
 
 def _confirm(channel: Channel, ack: bool) -> None:
     if channel.confirm:
+        channel.stats.confirm += 1
         channel.publish_seq += 1
         channel.confirm_publish(channel.publish_seq, ack)
 
