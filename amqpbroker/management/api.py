@@ -10,6 +10,7 @@ RabbitMQ: `administrator` everything, `monitoring` read everything, `policymaker
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -29,7 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amqpbroker import definitions, errors
 from amqpbroker.broker.policies import PolicyError
-from amqpbroker.management import shapes
+from amqpbroker.management import metrics, shapes
+from amqpbroker.transport.alarms import total_memory
 from amqpbroker.transport.bridge import build_message
 
 if TYPE_CHECKING:
@@ -169,9 +171,7 @@ class Api:
         clients = self.clients()
         body = shapes.overview()
         body.update({
-            "exchange_types": [{"name": t, "description": "", "enabled": True}
-                               for t in ("direct", "fanout", "headers", "topic",
-                                         "x-delayed-message")],
+            "exchange_types": shapes.exchange_types(),
             "message_stats": {},
             "churn_rates": {},
             "queue_totals": {**shapes.counted("messages", ready + unacked_total),
@@ -188,6 +188,30 @@ class Api:
                            "socket_opts": {}}],
         })
         return JSONResponse(body)
+
+    def require_monitor(self, user: User) -> None:
+        if not (self.is_admin(user) or "monitoring" in user.tags):
+            raise not_authorised("Not monitor user")
+
+    def node(self) -> dict[str, Any]:
+        limits = self.server.resources
+        return shapes.node(
+            uptime=metrics.uptime(), mem_used=self.server.memory.used(),
+            mem_limit=limits.memory or total_memory(), disk_free=metrics.free_disk(limits),
+            disk_free_limit=limits.disk_free, fd_used=metrics.open_fds(),
+            fd_total=metrics.fd_limit(), sockets_used=len(self.server.clients),
+            proc_used=len(asyncio.all_tasks()), alarms=self.broker.alarms,
+            db_dir=limits.data_dir or "")
+
+    async def nodes(self, request: Request, user: User) -> Response:
+        self.require_monitor(user)
+        return listing(request, [self.node()])
+
+    async def node_one(self, request: Request, user: User) -> Response:
+        self.require_monitor(user)
+        if param(request, "name") != shapes.NODE:
+            raise not_found()
+        return JSONResponse(self.node())
 
     async def whoami(self, request: Request, user: User) -> Response:
         return JSONResponse({"name": user.name, "tags": list(user.tags)})
@@ -585,6 +609,7 @@ class Api:
         r = self.route
         routes = [
             r("/api/overview", Api.overview), r("/api/whoami", Api.whoami),
+            r("/api/nodes", Api.nodes), r("/api/nodes/{name}", Api.node_one),
             r("/api/extensions", Api.extensions), r("/api/cluster-name", Api.cluster_name),
             r("/api/vhosts", Api.vhosts), r("/api/vhosts/{vhost}", Api.vhost_one, rw),
             r("/api/users", Api.users), r("/api/users/{user}", Api.user_one, rw),
