@@ -29,7 +29,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amqpbroker import definitions, errors
+from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.policies import PolicyError
+from amqpbroker.broker.queue import Queue
 from amqpbroker.management import metrics, shapes
 from amqpbroker.transport.alarms import total_memory
 from amqpbroker.transport.bridge import build_message
@@ -514,6 +516,84 @@ class Api:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         return listing(request, [b for v in hosts for b in shapes.bindings(v)])
 
+    async def exchange_bindings(self, request: Request, user: User) -> Response:
+        """GET .../bindings/source or .../bindings/destination of an exchange."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = exchange_param(request, "name")
+        if name and name not in vhost.exchanges:
+            raise not_found()
+        if request.url.path.endswith("/source"):
+            found = [b for b in shapes.bindings(vhost) if b["source"] == name]
+        else:
+            found = [b for b in shapes.bindings(vhost) if b["destination"] == name
+                     and b["destination_type"] == "exchange"]
+        return listing(request, found)
+
+    async def queue_bindings(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = param(request, "name")
+        if name not in vhost.queues:
+            raise not_found()
+        return listing(request, [b for b in shapes.bindings(vhost) if b["destination"] == name
+                                 and b["destination_type"] == "queue"])
+
+    def binding_ends(self, request: Request, user: User
+                     ) -> tuple[VirtualHost, str, str, str]:
+        """(vhost, source, destination kind, destination) of a `/api/bindings/{vhost}/e/
+        {source}/{kind}/{destination}` path; 404 for another kind."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        kind = {"q": "queue", "e": "exchange"}.get(request.path_params["kind"])
+        if kind is None:
+            raise not_found()
+        destination = (param(request, "destination") if kind == "queue"
+                       else exchange_param(request, "destination"))
+        return vhost, exchange_param(request, "source"), kind, destination
+
+    async def bindings_between(self, request: Request, user: User) -> Response:
+        """GET the bindings from an exchange to a queue or exchange; POST one more
+        (201, with the new binding's path relative to this one in `Location`)."""
+        vhost, source, kind, destination = self.binding_ends(request, user)
+        if request.method == "GET":
+            if not exists(vhost, "exchange", source) or not exists(vhost, kind, destination):
+                raise not_found()
+            return listing(request, [shapes.binding(vhost.name, source, destination, kind,
+                                                    routing_key, arguments)
+                                     for routing_key, arguments in
+                                     between(vhost, source, kind, destination)])
+        body = await self.body(request)
+        routing_key = field(body, "routing_key", str, "")
+        arguments = field(body, "arguments", dict, {})
+        with model_errors():
+            if kind == "queue":
+                vhost.bind_queue(None, destination, source, routing_key, arguments)
+            else:
+                vhost.bind_exchange(destination, source, routing_key, arguments)
+        await self.durable()
+        key = shapes.properties_key(routing_key, arguments)
+        location = f"{request.path_params['destination']}/{urllib.parse.quote(key, safe='')}"
+        return Response(status_code=201, headers={"location": location})
+
+    async def binding_one(self, request: Request, user: User) -> Response:
+        """GET or DELETE one binding, named by its `properties_key` (as listed, or quoted
+        once more as the Location header gives it)."""
+        vhost, source, kind, destination = self.binding_ends(request, user)
+        names = (param(request, "props"), request.path_params["props"])
+        for routing_key, arguments in between(vhost, source, kind, destination):
+            if shapes.properties_key(routing_key, arguments) in names:
+                break
+        else:
+            raise not_found()
+        if request.method == "GET":
+            return JSONResponse(shapes.binding(vhost.name, source, destination, kind,
+                                               routing_key, arguments))
+        with model_errors():
+            if kind == "queue":
+                vhost.unbind_queue(destination, source, routing_key, arguments)
+            else:
+                vhost.unbind_exchange(destination, source, routing_key, arguments)
+        await self.durable()
+        return Response(status_code=204)
+
     # --- connections ----------------------------------------------------------------------
 
     async def connections(self, request: Request, user: User) -> Response:
@@ -629,7 +709,14 @@ class Api:
             r("/api/queues/{vhost}/{name}/contents", Api.queue_contents, ("DELETE",)),
             r("/api/queues/{vhost}/{name}/get", Api.queue_get, ("POST",)),
             r("/api/exchanges/{vhost}/{name}/publish", Api.exchange_publish, ("POST",)),
+            r("/api/exchanges/{vhost}/{name}/bindings/source", Api.exchange_bindings),
+            r("/api/exchanges/{vhost}/{name}/bindings/destination", Api.exchange_bindings),
+            r("/api/queues/{vhost}/{name}/bindings", Api.queue_bindings),
             r("/api/bindings", Api.bindings), r("/api/bindings/{vhost}", Api.bindings),
+            r("/api/bindings/{vhost}/e/{source}/{kind}/{destination}", Api.bindings_between,
+              ("GET", "POST")),
+            r("/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+              Api.binding_one, ("GET", "DELETE")),
             r("/api/connections", Api.connections),
             r("/api/connections/{name}", Api.connection_one, ("GET", "DELETE")),
             r("/api/channels", Api.channels),
@@ -664,6 +751,53 @@ def existing(found: T | None) -> T:
 
 def param(request: Request, name: str) -> str:
     return urllib.parse.unquote(request.path_params[name])
+
+
+KINDS = {bool: "true or false", int: "an integer", str: "a string", dict: "an object",
+         list: "a list"}
+
+
+def field(body: dict[str, Any], key: str, kind: type[T], default: T) -> T:
+    """A field of a request body, of the type it must have (`null` or absent: `default`).
+    Booleans and integers may come as strings, as rabbitmqadmin sends them."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str) and kind is bool and value in ("true", "false"):
+        return value == "true"  # type: ignore[return-value]
+    if isinstance(value, str) and kind is int and value.lstrip("-").isdigit():
+        return int(value)  # type: ignore[return-value]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise bad_request(f"'{key}' must be {KINDS[kind]}")
+    return value
+
+
+def exchange_param(request: Request, name: str) -> str:
+    """An exchange's name in a path: `amq.default` is the default exchange `""`."""
+    value = param(request, name)
+    return "" if value == "amq.default" else value
+
+
+def exists(vhost: VirtualHost, kind: str, name: str) -> bool:
+    """Is there an exchange (`""` included) or a queue of that name in the vhost?"""
+    if kind == "queue":
+        return name in vhost.queues
+    return name == "" or name in vhost.exchanges
+
+
+def between(vhost: VirtualHost, source: str, kind: str, destination: str
+            ) -> list[tuple[str, dict[str, Any]]]:
+    """(routing key, arguments) of every binding from the exchange to the queue or
+    exchange, the default exchange's implicit one included."""
+    if source == "":
+        return [(destination, {})] if kind == "queue" and destination in vhost.queues else []
+    exchange = vhost.exchanges.get(source)
+    if exchange is None:
+        return []
+    wanted = Queue if kind == "queue" else Exchange
+    return [(routing_key, arguments)
+            for (target, routing_key, _frozen), arguments in exchange.bindings.items()
+            if isinstance(target, wanted) and target.name == destination]
 
 
 def optional_param(request: Request, name: str) -> str | None:

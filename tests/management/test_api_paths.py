@@ -56,3 +56,86 @@ async def test_nodes_need_a_monitor() -> None:
         assert refused.json() == {"error": "not_authorized", "reason": "Not monitor user"}
         await api.put("/api/users/watcher", json={"tags": "monitoring"})
         assert (await api.get("/api/nodes", auth=("watcher", "pw"))).status_code == 200
+
+
+async def test_binding_post_location_get_and_delete() -> None:
+    async with management() as (_, api):
+        await api.put("/api/exchanges/%2F/events", json={"type": "topic"})
+        await api.put("/api/queues/%2F/q", json={})
+        created = await api.post("/api/bindings/%2F/e/events/q/q",
+                                 json={"routing_key": "a.*.c", "arguments": {}})
+        assert created.status_code == 201
+        assert created.headers["location"] == "q/a.%252A.c"
+        with_args = await api.post("/api/bindings/%2F/e/events/q/q",
+                                   json={"routing_key": "k", "arguments": {"x-foo": "bar"}})
+        key = with_args.headers["location"].removeprefix("q/")
+        assert key.startswith("k~")
+        listed = (await api.get("/api/bindings/%2F/e/events/q/q")).json()
+        assert [b["properties_key"] for b in listed] == ["a.%2A.c", key]
+        assert {"source": "events", "vhost": "/", "destination": "q",
+                "destination_type": "queue", "routing_key": "a.*.c",
+                "arguments": {}}.items() <= listed[0].items()
+        one = await api.get("/api/bindings/%2F/e/events/q/q/a.%252A.c")
+        assert one.json() == listed[0]
+        assert (await api.get(f"/api/bindings/%2F/e/events/q/q/{key}")).json() == listed[1]
+        assert (await api.delete("/api/bindings/%2F/e/events/q/q/a.%252A.c")).status_code == 204
+        assert (await api.get("/api/bindings/%2F/e/events/q/q/a.%252A.c")).status_code == 404
+        assert (await api.delete("/api/bindings/%2F/e/events/q/q/a.%252A.c")).status_code == 404
+        assert [b["routing_key"] for b in
+                (await api.get("/api/bindings/%2F/e/events/q/q")).json()] == ["k"]
+
+
+async def test_binding_with_empty_key_is_tilde() -> None:
+    async with management() as (_, api):
+        await api.put("/api/exchanges/%2F/fan", json={"type": "fanout"})
+        await api.put("/api/queues/%2F/q", json={})
+        created = await api.post("/api/bindings/%2F/e/fan/q/q", content=b"")
+        assert created.headers["location"] == "q/~"
+        assert (await api.get("/api/bindings/%2F/e/fan/q/q/~")).json()["routing_key"] == ""
+
+
+async def test_exchange_to_exchange_bindings() -> None:
+    async with management() as (_, api):
+        await api.put("/api/exchanges/%2F/up", json={"type": "fanout"})
+        await api.put("/api/exchanges/%2F/down", json={"type": "direct"})
+        created = await api.post("/api/bindings/%2F/e/up/e/down", json={"routing_key": "r"})
+        assert (created.status_code, created.headers["location"]) == (201, "down/r")
+        (binding,) = (await api.get("/api/bindings/%2F/e/up/e/down")).json()
+        assert binding["destination_type"] == "exchange"
+        sources = (await api.get("/api/exchanges/%2F/up/bindings/source")).json()
+        destinations = (await api.get("/api/exchanges/%2F/down/bindings/destination")).json()
+        assert sources == destinations == [binding]
+        assert (await api.get("/api/exchanges/%2F/down/bindings/source")).json() == []
+        assert (await api.delete("/api/bindings/%2F/e/up/e/down/r")).status_code == 204
+        assert (await api.get("/api/bindings/%2F/e/up/e/down")).json() == []
+
+
+async def test_queue_bindings_include_the_default_exchange() -> None:
+    async with management() as (_, api):
+        await api.put("/api/queues/%2F/q", json={})
+        await api.post("/api/bindings/%2F/e/amq.topic/q/q", json={"routing_key": "#"})
+        listed = (await api.get("/api/queues/%2F/q/bindings")).json()
+        assert [(b["source"], b["routing_key"]) for b in listed] == [("", "q"),
+                                                                     ("amq.topic", "#")]
+        default = await api.get("/api/bindings/%2F/e/amq.default/q/q/q")
+        assert default.json()["source"] == ""
+        assert (await api.get("/api/queues/%2F/nope/bindings")).status_code == 404
+        assert (await api.get("/api/exchanges/%2F/nope/bindings/source")).status_code == 404
+
+
+async def test_binding_errors() -> None:
+    async with management() as (_, api):
+        await api.put("/api/queues/%2F/q", json={})
+        missing = await api.post("/api/bindings/%2F/e/nope/q/q", json={})
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "not_found",
+                                  "reason": "no exchange 'nope' in vhost '/'"}
+        no_queue = await api.post("/api/bindings/%2F/e/amq.direct/q/nope", json={})
+        assert no_queue.json()["reason"] == "no queue 'nope' in vhost '/'"
+        assert (await api.get("/api/bindings/%2F/e/nope/q/q")).status_code == 404
+        assert (await api.get("/api/bindings/%2F/e/amq.direct/x/q")).status_code == 404
+        wrong = await api.post("/api/bindings/%2F/e/amq.direct/q/q", json={"routing_key": 1})
+        assert wrong.status_code == 400
+        assert (await api.post("/api/bindings/%2F/e/amq.direct/q/q",
+                               json={"arguments": []})).status_code == 400
+        assert (await api.get("/api/bindings/%2F/e/amq.direct/q/q")).json() == []
