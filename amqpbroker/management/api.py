@@ -139,7 +139,9 @@ class Api:
             return [self.vhost(user, name)]
         return [v for n, v in sorted(self.broker.vhosts.items()) if self.may_see(user, n)]
 
-    async def body(self, request: Request) -> dict[str, Any]:
+    async def body(self, request: Request, not_object: str = "not_json") -> dict[str, Any]:
+        """The JSON object a request carries (`{}` when empty); 400 `not_json` when it is
+        not JSON, `not_object` when it is JSON but not an object."""
         data = await request.body()
         if len(data) > MAX_BODY:
             raise Refused(413, "bad_request", "Payload too large")
@@ -147,10 +149,10 @@ class Api:
             return {}
         try:
             value = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("Malformed JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise bad_request("not_json") from None
         if not isinstance(value, dict):
-            raise bad_request("Malformed JSON: an object is expected")
+            raise bad_request(not_object)
         return value
 
     async def durable(self) -> None:
@@ -629,12 +631,19 @@ class Api:
     # --- definitions and health -----------------------------------------------------------
 
     async def definitions(self, request: Request, user: User) -> Response:
+        """GET or POST the whole broker's definitions, or one vhost's (RabbitMQ's
+        per-vhost shape; an unknown vhost is 400 `vhost_not_found`)."""
         self.require_admin(user)
+        name = optional_param(request, "vhost")
+        if name is not None and name not in self.broker.vhosts:
+            raise bad_request("vhost_not_found")
         if request.method == "GET":
-            return JSONResponse(definitions.export(self.broker))
-        body = await self.body(request)
+            return JSONResponse(definitions.export(self.broker) if name is None
+                                else definitions.export_vhost(self.broker, name))
+        body = await self.body(request, not_object="failed_to_parse_json")
         try:
-            definitions.apply(self.broker, definitions.parse(body, "definitions"))
+            definitions.apply(self.broker, definitions.parse(body, "definitions")
+                              if name is None else definitions.parse_vhost(body, name))
         except definitions.DefinitionsError as exc:
             raise bad_request(str(exc)) from None
         await self.durable()
@@ -722,6 +731,7 @@ class Api:
             r("/api/channels", Api.channels),
             r("/api/consumers", Api.consumers), r("/api/consumers/{vhost}", Api.consumers),
             r("/api/definitions", Api.definitions, ("GET", "POST")),
+            r("/api/definitions/{vhost}", Api.definitions, ("GET", "POST")),
             r("/api/health/checks/alarms", Api.health_alarms),
             r("/api/health/checks/local-alarms", Api.health_alarms),
             r("/api/health/checks/virtual-hosts", Api.health_ok),

@@ -139,3 +139,58 @@ async def test_binding_errors() -> None:
         assert (await api.post("/api/bindings/%2F/e/amq.direct/q/q",
                                json={"arguments": []})).status_code == 400
         assert (await api.get("/api/bindings/%2F/e/amq.direct/q/q")).json() == []
+
+
+async def test_per_vhost_definitions_round_trip() -> None:
+    async with management() as (_, api):
+        assert (await api.put("/api/vhosts/a%2Fb", json={})).status_code == 201
+        await api.put("/api/exchanges/a%2Fb/events", json={"type": "topic"})
+        await api.put("/api/queues/a%2Fb/jobs", json={"durable": True})
+        await api.post("/api/bindings/a%2Fb/e/events/q/jobs", json={"routing_key": "j.#"})
+        await api.put("/api/policies/a%2Fb/ttl", json={"pattern": "^jobs$",
+                                                       "definition": {"message-ttl": 1000}})
+        await api.put("/api/queues/%2F/elsewhere", json={})
+        exported = (await api.get("/api/definitions/a%2Fb")).json()
+        assert set(exported) == {"rabbit_version", "parameters", "policies", "queues",
+                                 "exchanges", "bindings"}
+        assert exported["queues"] == [{"name": "jobs", "durable": True, "auto_delete": False,
+                                       "arguments": {}}]
+        assert [x["name"] for x in exported["exchanges"]] == ["events"]
+        assert [(b["source"], b["destination"], b["routing_key"])
+                for b in exported["bindings"]] == [("events", "jobs", "j.#")]
+        assert [p["name"] for p in exported["policies"]] == ["ttl"]
+        assert all("vhost" not in entry for section in ("queues", "exchanges", "bindings",
+                                                          "policies")
+                   for entry in exported[section])
+        await api.put("/api/vhosts/copy", json={})
+        imported = await api.post("/api/definitions/copy",
+                                  json={**exported, "users": [{"name": "ignored"}]})
+        assert imported.status_code == 204
+        assert (await api.get("/api/definitions/copy")).json() == exported
+        assert (await api.get("/api/queues/copy/jobs")).json()["policy"] == "ttl"
+        assert (await api.get("/api/users/ignored")).status_code == 404
+        assert [q["name"] for q in (await api.get("/api/queues/%2F")).json()] == ["elsewhere"]
+        assert (await api.delete("/api/vhosts/a%2Fb")).status_code == 204
+        await api.put("/api/vhosts/a%2Fb", json={})
+        assert (await api.post("/api/definitions/a%2Fb", json=exported)).status_code == 204
+        assert (await api.get("/api/definitions/a%2Fb")).json() == exported
+
+
+async def test_per_vhost_definitions_errors() -> None:
+    async with management() as (_, api):
+        missing = await api.get("/api/definitions/nope")
+        assert (missing.status_code, missing.json()) == (
+            400, {"error": "bad_request", "reason": "vhost_not_found"})
+        assert (await api.post("/api/definitions/nope", json={})).status_code == 400
+        not_object = await api.post("/api/definitions/%2F", json=["queues"])
+        assert not_object.json()["reason"] == "failed_to_parse_json"
+        assert (await api.post("/api/definitions", json="x")).json()["reason"] == (
+            "failed_to_parse_json")
+        bad = await api.post("/api/definitions/%2F", json={"queues": [
+            {"name": "ok"}, {"name": "bad", "durable": "maybe"}]})
+        assert bad.status_code == 400
+        assert "queues[1]" in bad.json()["reason"]
+        assert (await api.get("/api/queues/%2F/ok")).status_code == 404
+        await api.put("/api/users/app", json={"password": "pw", "tags": "management"})
+        assert (await api.get("/api/definitions/%2F",
+                              auth=("app", "pw"))).json()["reason"] == "Not administrator user"
