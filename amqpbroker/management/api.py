@@ -288,22 +288,56 @@ class Api:
             return Response(status_code=204 if existed else 201)
         if name not in access.users:
             raise not_found()
-        admins = [u for u in access.users.values() if "administrator" in u.tags]
-        if [u.name for u in admins] == [name]:
-            raise bad_request("cannot delete the last administrator")
-        access.delete_user(name)
-        for client in self.clients():
-            if client.session.username == name:
-                client.shutdown(f"user '{name}' is deleted")
-        await self.durable()
+        await self.delete_users([name])
         return Response(status_code=204)
 
-    async def permissions(self, request: Request, user: User) -> Response:
+    async def delete_users(self, names: list[str]) -> None:
+        """Delete the users that exist among `names` and close their connections; 400
+        (deleting none) if that would leave no administrator."""
+        access = self.broker.access
+        admins = {u.name for u in access.users.values() if "administrator" in u.tags}
+        if admins and admins <= set(names):
+            raise bad_request("cannot delete the last administrator")
+        gone = [name for name in names if access.delete_user(name)]
+        for client in self.clients():
+            if client.session.username in gone:
+                client.shutdown(f"user '{client.session.username}' is deleted")
+        await self.durable()
+
+    async def users_without_permissions(self, request: Request, user: User) -> Response:
         self.require_admin(user)
-        name = optional_param(request, "vhost")
+        allowed = {u for u, _ in self.broker.access.permissions}
+        return listing(request, [shapes.user(u) for n, u in
+                                 sorted(self.broker.access.users.items()) if n not in allowed])
+
+    async def users_bulk_delete(self, request: Request, user: User) -> Response:
+        """POST `{"users": [names]}`: delete them all (unknown names are skipped)."""
+        self.require_admin(user)
+        body = await self.body(request)
+        if "users" not in body:
+            raise bad_request("[{key_missing,users}]")
+        names = field(body, "users", list, [])
+        if not all(isinstance(name, str) for name in names):
+            raise bad_request("'users' must be a list of names")
+        await self.delete_users(names)
+        return Response(status_code=204)
+
+    def scope(self, request: Request, user: User) -> tuple[str | None, str | None]:
+        """The (vhost, user) a permissions list is limited to: `/api/vhosts/{vhost}/...`,
+        `/api/users/{user}/...` or neither; 404 for a vhost or user that does not exist."""
+        self.require_admin(user)
+        vhost, name = optional_param(request, "vhost"), optional_param(request, "user")
+        if vhost is not None and vhost not in self.broker.vhosts:
+            raise not_found()
+        if name is not None and name not in self.broker.access.users:
+            raise not_found()
+        return vhost, name
+
+    async def permissions(self, request: Request, user: User) -> Response:
+        vhost, name = self.scope(request, user)
         found = [shapes.permission(u, v, p.configure, p.write, p.read)
                  for (u, v), p in sorted(self.broker.access.permissions.items())
-                 if name is None or v == name]
+                 if vhost in (None, v) and name in (None, u)]
         return listing(request, found)
 
     async def permission_one(self, request: Request, user: User) -> Response:
@@ -318,17 +352,10 @@ class Api:
         if request.method == "PUT":
             body = await self.body(request)
             if name not in access.users or vhost not in self.broker.vhosts:
-                raise not_found()
-            patterns = [body.get(kind, "") for kind in ("configure", "write", "read")]
-            for pattern in patterns:
-                if not isinstance(pattern, str):
-                    raise bad_request("permissions must be strings (regular expressions)")
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise bad_request(f"invalid regular expression '{pattern}': {exc}") from None
+                raise bad_request("vhost_or_user_not_found")
+            configure, write, read = patterns_of(body, ("configure", "write", "read"))
             existed = key in access.permissions
-            access.set_permission(name, vhost, *patterns)
+            access.set_permission(name, vhost, configure, write, read)
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if not access.clear_permission(name, vhost):
@@ -337,11 +364,43 @@ class Api:
         return Response(status_code=204)
 
     async def topic_permissions(self, request: Request, user: User) -> Response:
-        self.require_admin(user)
+        vhost, name = self.scope(request, user)
         return listing(request, [
-            {"user": u, "vhost": v, "exchange": x, "write": t.write, "read": t.read}
+            shapes.topic_permission(u, v, t)
             for (u, v), topics in sorted(self.broker.access.topic_permissions.items())
-            for x, t in sorted(topics.items())])
+            if vhost in (None, v) and name in (None, u) and u in self.broker.access.users
+            for _, t in sorted(topics.items())])
+
+    async def topic_permission_one(self, request: Request, user: User) -> Response:
+        """GET a user's topic permissions in a vhost (404 if none), PUT one exchange's
+        (`{"exchange", "write", "read"}`), DELETE them all."""
+        self.require_admin(user)
+        vhost, name = param(request, "vhost"), param(request, "user")
+        access = self.broker.access
+        topics = access.topic_permissions.get((name, vhost), {})
+        if request.method == "GET":
+            if name not in access.users or not topics:
+                raise not_found()
+            return JSONResponse([shapes.topic_permission(name, vhost, t)
+                                 for _, t in sorted(topics.items())])
+        if request.method == "PUT":
+            body = await self.body(request)
+            if name not in access.users or vhost not in self.broker.vhosts:
+                raise bad_request("vhost_or_user_not_found")
+            if "exchange" not in body:
+                raise bad_request("[{key_missing,exchange}]")
+            exchange = field(body, "exchange", str, "")
+            write, read = patterns_of(body, ("write", "read"))
+            existed = exchange in topics
+            access.set_topic_permission(name, vhost, exchange, write, read)
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if not topics:
+            raise not_found()
+        for exchange in list(topics):
+            access.clear_topic_permission(name, vhost, exchange)
+        await self.durable()
+        return Response(status_code=204)
 
     # --- policies ----------------------------------------------------------------------
 
@@ -598,17 +657,25 @@ class Api:
 
     # --- connections ----------------------------------------------------------------------
 
+    def visible_clients(self, request: Request, user: User) -> list[Any]:
+        """The connections the user may see, of the path's vhost if it names one."""
+        hosts = {v.name for v in self.visible_vhosts(user, optional_param(request, "vhost"))}
+        return [c for c in self.clients() if c.session.vhost.name in hosts]
+
+    def client(self, request: Request, user: User) -> Any:
+        """The connection the path names, or 404."""
+        name = param(request, "name")
+        for client in self.visible_clients(request, user):
+            if shapes.connection_name(client, self.local()) == name:
+                return client
+        raise not_found()
+
     async def connections(self, request: Request, user: User) -> Response:
-        return listing(request, [shapes.connection(c, self.local()) for c in self.clients()
-                                 if self.may_see(user, c.session.vhost.name)])
+        return listing(request, [shapes.connection(c, self.local())
+                                 for c in self.visible_clients(request, user)])
 
     async def connection_one(self, request: Request, user: User) -> Response:
-        name = param(request, "name")
-        for client in self.clients():
-            if shapes.connection_name(client, self.local()) == name:
-                break
-        else:
-            raise not_found()
+        client = self.client(request, user)
         if request.method == "GET":
             return JSONResponse(shapes.connection(client, self.local()))
         if not (self.is_admin(user) or client.session.username == user.name):
@@ -617,9 +684,20 @@ class Api:
         return Response(status_code=204)
 
     async def channels(self, request: Request, user: User) -> Response:
-        return listing(request, [ch for c in self.clients()
-                                 if self.may_see(user, c.session.vhost.name)
+        return listing(request, [ch for c in self.visible_clients(request, user)
                                  for ch in shapes.channels(c, self.local())])
+
+    async def connection_channels(self, request: Request, user: User) -> Response:
+        return listing(request, list(shapes.channels(self.client(request, user),
+                                                     self.local())))
+
+    async def channel_one(self, request: Request, user: User) -> Response:
+        name = param(request, "name")
+        for client in self.visible_clients(request, user):
+            for channel in shapes.channels(client, self.local()):
+                if channel["name"] == name:
+                    return JSONResponse(channel)
+        raise not_found()
 
     async def consumers(self, request: Request, user: User) -> Response:
         name = optional_param(request, "vhost")
@@ -627,6 +705,33 @@ class Api:
                                  if self.may_see(user, client.session.vhost.name)
                                  and name in (None, client.session.vhost.name)
                                  for c in shapes.consumers(client, self.local())])
+
+    # --- runtime parameters and limits (this broker has none of its own) -------------
+
+    async def empty_list(self, request: Request, user: User) -> Response:
+        return listing(request, [])
+
+    async def missing(self, request: Request, user: User) -> Response:
+        raise not_found()
+
+    async def global_parameters(self, request: Request, user: User) -> Response:
+        return listing(request, shapes.global_parameters(metrics.CLUSTER_ID))
+
+    async def global_parameter_one(self, request: Request, user: User) -> Response:
+        name = param(request, "name")
+        for found in shapes.global_parameters(metrics.CLUSTER_ID):
+            if found["name"] == name:
+                return JSONResponse(found)
+        raise not_found()
+
+    async def queue_actions(self, request: Request, user: User) -> Response:
+        """POST `{"action": "sync" | "cancel_sync"}`: nothing to do without mirrors."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        if param(request, "name") not in vhost.queues:
+            raise not_found()
+        if (await self.body(request)).get("action") not in ("sync", "cancel_sync"):
+            raise bad_request("unknown action")
+        return Response(status_code=204)
 
     # --- definitions and health -----------------------------------------------------------
 
@@ -676,6 +781,15 @@ class Api:
                                  "missing": protocol, "protocols": ["amqp"]}, 503)
         return JSONResponse({"status": "ok", "protocol": "amqp"})
 
+    async def health_connection_limit(self, request: Request, user: User) -> Response:
+        limit = self.server.max_connections
+        if limit is not None and len(self.server.clients) >= limit:
+            return JSONResponse({"status": "failed",
+                                 "reason": f"node connection limit ({limit}) is reached",
+                                 "limit": limit,
+                                 "connections": len(self.server.clients)}, 503)
+        return JSONResponse({"status": "ok"})
+
     async def aliveness(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
         with model_errors():
@@ -697,15 +811,31 @@ class Api:
         rw = ("GET", "PUT", "DELETE")
         r = self.route
         routes = [
+            Route("/api/auth", auth_settings),
             r("/api/overview", Api.overview), r("/api/whoami", Api.whoami),
             r("/api/nodes", Api.nodes), r("/api/nodes/{name}", Api.node_one),
             r("/api/extensions", Api.extensions), r("/api/cluster-name", Api.cluster_name),
             r("/api/vhosts", Api.vhosts), r("/api/vhosts/{vhost}", Api.vhost_one, rw),
-            r("/api/users", Api.users), r("/api/users/{user}", Api.user_one, rw),
+            r("/api/users", Api.users),
+            r("/api/users/without-permissions", Api.users_without_permissions),
+            r("/api/users/bulk-delete", Api.users_bulk_delete, ("POST",)),
+            r("/api/users/{user}", Api.user_one, rw),
+            r("/api/users/{user}/permissions", Api.permissions),
+            r("/api/users/{user}/topic-permissions", Api.topic_permissions),
             r("/api/permissions", Api.permissions),
             r("/api/vhosts/{vhost}/permissions", Api.permissions),
             r("/api/permissions/{vhost}/{user}", Api.permission_one, rw),
             r("/api/topic-permissions", Api.topic_permissions),
+            r("/api/vhosts/{vhost}/topic-permissions", Api.topic_permissions),
+            r("/api/topic-permissions/{vhost}/{user}", Api.topic_permission_one, rw),
+            r("/api/parameters", Api.empty_list), r("/api/parameters/{component}", Api.empty_list),
+            r("/api/parameters/{component}/{vhost}", Api.empty_list),
+            r("/api/parameters/{component}/{vhost}/{name}", Api.missing),
+            r("/api/global-parameters", Api.global_parameters),
+            r("/api/global-parameters/{name}", Api.global_parameter_one),
+            r("/api/vhost-limits", Api.empty_list), r("/api/vhost-limits/{vhost}", Api.empty_list),
+            r("/api/user-limits", Api.empty_list), r("/api/user-limits/{user}", Api.empty_list),
+            r("/api/feature-flags", Api.empty_list),
             r("/api/policies", Api.policies), r("/api/policies/{vhost}", Api.policies),
             r("/api/policies/{vhost}/{name}", Api.policy_one, rw),
             r("/api/operator-policies", Api.policies),
@@ -717,6 +847,7 @@ class Api:
             r("/api/queues/{vhost}/{name}", Api.queue_one, rw),
             r("/api/queues/{vhost}/{name}/contents", Api.queue_contents, ("DELETE",)),
             r("/api/queues/{vhost}/{name}/get", Api.queue_get, ("POST",)),
+            r("/api/queues/{vhost}/{name}/actions", Api.queue_actions, ("POST",)),
             r("/api/exchanges/{vhost}/{name}/publish", Api.exchange_publish, ("POST",)),
             r("/api/exchanges/{vhost}/{name}/bindings/source", Api.exchange_bindings),
             r("/api/exchanges/{vhost}/{name}/bindings/destination", Api.exchange_bindings),
@@ -728,13 +859,19 @@ class Api:
               Api.binding_one, ("GET", "DELETE")),
             r("/api/connections", Api.connections),
             r("/api/connections/{name}", Api.connection_one, ("GET", "DELETE")),
-            r("/api/channels", Api.channels),
+            r("/api/connections/{name}/channels", Api.connection_channels),
+            r("/api/vhosts/{vhost}/connections", Api.connections),
+            r("/api/channels", Api.channels), r("/api/channels/{name}", Api.channel_one),
+            r("/api/vhosts/{vhost}/channels", Api.channels),
             r("/api/consumers", Api.consumers), r("/api/consumers/{vhost}", Api.consumers),
             r("/api/definitions", Api.definitions, ("GET", "POST")),
             r("/api/definitions/{vhost}", Api.definitions, ("GET", "POST")),
             r("/api/health/checks/alarms", Api.health_alarms),
             r("/api/health/checks/local-alarms", Api.health_alarms),
             r("/api/health/checks/virtual-hosts", Api.health_ok),
+            r("/api/health/checks/ready-to-serve-clients", Api.health_ok),
+            r("/api/health/checks/is-in-service", Api.health_ok),
+            r("/api/health/checks/below-node-connection-limit", Api.health_connection_limit),
             r("/api/health/checks/node-is-quorum-critical", Api.health_quorum),
             r("/api/health/checks/node-is-mirror-sync-critical", Api.health_quorum),
             r("/api/health/checks/port-listener/{port}", Api.health_port),
@@ -745,6 +882,12 @@ class Api:
             404: lambda request, exc: not_found().response,
             405: lambda request, exc: Response(status_code=405)})
         return RawPath(app)
+
+
+async def auth_settings(request: Request) -> Response:
+    """`/api/auth`, served without credentials: how the UI logs in (Basic, no OAuth)."""
+    return JSONResponse({"oauth_enabled": False, "oauth_client_id": "",
+                         "oauth_provider_url": ""})
 
 
 def create_app(server: Server) -> ASGIApp:
@@ -780,6 +923,18 @@ def field(body: dict[str, Any], key: str, kind: type[T], default: T) -> T:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise bad_request(f"'{key}' must be {KINDS[kind]}")
     return value
+
+
+def patterns_of(body: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
+    """The regular expressions of a (topic) permission body (absent: `""`); 400 for one
+    that is not a string or does not compile."""
+    patterns = [field(body, kind, str, "") for kind in kinds]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise bad_request(f"invalid regular expression '{pattern}': {exc}") from None
+    return patterns
 
 
 def exchange_param(request: Request, name: str) -> str:

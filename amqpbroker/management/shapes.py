@@ -19,7 +19,7 @@ from amqpbroker.broker.queue import Queue
 from amqpbroker.definitions import EXCHANGE_TYPES, jsonable
 
 if TYPE_CHECKING:
-    from amqpbroker.broker.access import User
+    from amqpbroker.broker.access import TopicPermission, User
     from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Entry
     from amqpbroker.broker.policies import Policy
@@ -276,3 +276,13 @@ def node(*, uptime: float, mem_used: int, mem_limit: int, disk_free: int,
         **{f"{name}_details": dict(RATE) for name in ("mem_used", "disk_free", "fd_used",
                                                       "sockets_used", "proc_used")},
     }
+
+
+def topic_permission(user_name: str, vhost_name: str, t: TopicPermission) -> dict[str, Any]:
+    return {"user": user_name, "vhost": vhost_name, "exchange": t.exchange, "write": t.write,
+            "read": t.read}
+
+
+def global_parameters(cluster_id: str) -> list[dict[str, Any]]:
+    return [{"name": "cluster_name", "value": NODE},
+            {"name": "internal_cluster_id", "value": cluster_id}]

@@ -6,8 +6,10 @@ in RabbitMQ's error shape without changing anything."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 import aio_pika
-from support.management import management
+from support.management import management, until
 
 NODE_FIELDS = ("name", "type", "running", "uptime", "mem_used", "mem_limit", "mem_alarm",
                "disk_free", "disk_free_limit", "disk_free_alarm", "fd_used", "fd_total",
@@ -194,3 +196,137 @@ async def test_per_vhost_definitions_errors() -> None:
         await api.put("/api/users/app", json={"password": "pw", "tags": "management"})
         assert (await api.get("/api/definitions/%2F",
                               auth=("app", "pw"))).json()["reason"] == "Not administrator user"
+
+
+def quoted(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+async def test_connections_and_channels_by_vhost_and_connection() -> None:
+    async with management() as (broker, api):
+        await api.put("/api/vhosts/other", json={})
+        connection = await aio_pika.connect(broker.url)
+        async with connection:
+            await connection.channel()
+            await connection.channel()
+            (info,) = (await api.get("/api/vhosts/%2F/connections")).json()
+            assert (await api.get("/api/vhosts/other/connections")).json() == []
+            assert (await api.get("/api/vhosts/nope/connections")).status_code == 404
+            channels = (await api.get("/api/vhosts/%2F/channels")).json()
+            assert [c["number"] for c in channels] == [1, 2]
+            assert (await api.get("/api/vhosts/other/channels")).json() == []
+            by_connection = await api.get(f"/api/connections/{quoted(info['name'])}/channels")
+            assert by_connection.json() == channels
+            one = await api.get(f"/api/channels/{quoted(channels[1]['name'])}")
+            assert one.json() == channels[1]
+            assert one.json()["connection_details"]["name"] == info["name"]
+            assert (await api.get("/api/channels/nope%20(1)")).status_code == 404
+            assert (await api.get("/api/connections/nope/channels")).status_code == 404
+
+
+async def test_permissions_by_user_and_topic_permissions() -> None:
+    async with management() as (_, api):
+        await api.put("/api/users/app", json={"password": "pw", "tags": ""})
+        await api.put("/api/vhosts/v", json={})
+        await api.put("/api/permissions/v/app", json={"configure": "", "write": ".*",
+                                                      "read": ".*"})
+        listed = (await api.get("/api/users/app/permissions")).json()
+        assert listed == [{"user": "app", "vhost": "v", "configure": "", "write": ".*",
+                           "read": ".*"}]
+        assert (await api.get("/api/users/nope/permissions")).status_code == 404
+        put = await api.put("/api/topic-permissions/v/app", json={
+            "exchange": "amq.topic", "write": "^a\\.", "read": ".*"})
+        assert put.status_code == 201
+        again = await api.put("/api/topic-permissions/v/app", json={
+            "exchange": "amq.topic", "write": "^b\\.", "read": ".*"})
+        assert again.status_code == 204
+        expected = [{"user": "app", "vhost": "v", "exchange": "amq.topic", "write": "^b\\.",
+                     "read": ".*"}]
+        assert (await api.get("/api/topic-permissions/v/app")).json() == expected
+        assert (await api.get("/api/users/app/topic-permissions")).json() == expected
+        assert (await api.get("/api/vhosts/v/topic-permissions")).json() == expected
+        assert (await api.get("/api/vhosts/%2F/topic-permissions")).json() == []
+        assert (await api.get("/api/topic-permissions")).json() == expected
+        missing_key = await api.put("/api/topic-permissions/v/app", json={"write": ".*"})
+        assert missing_key.json() == {"error": "bad_request",
+                                      "reason": "[{key_missing,exchange}]"}
+        bad_regex = await api.put("/api/topic-permissions/v/app",
+                                  json={"exchange": "x", "write": "("})
+        assert bad_regex.status_code == 400
+        unknown = await api.put("/api/topic-permissions/v/nobody", json={"exchange": "x"})
+        assert unknown.json()["reason"] == "vhost_or_user_not_found"
+        assert (await api.get("/api/topic-permissions/v/app")).json() == expected
+        assert (await api.delete("/api/topic-permissions/v/app")).status_code == 204
+        assert (await api.get("/api/topic-permissions/v/app")).status_code == 404
+        assert (await api.delete("/api/topic-permissions/v/app")).status_code == 404
+
+
+async def test_unknown_user_or_vhost_in_permissions() -> None:
+    async with management() as (_, api):
+        body = {"configure": ".*", "write": ".*", "read": ".*"}
+        unknown = await api.put("/api/permissions/%2F/nobody", json=body)
+        assert (unknown.status_code, unknown.json()) == (
+            400, {"error": "bad_request", "reason": "vhost_or_user_not_found"})
+        assert (await api.put("/api/permissions/nope/guest", json=body)).status_code == 400
+        wrong = await api.put("/api/permissions/%2F/guest", json={"configure": 1})
+        assert wrong.status_code == 400
+        assert (await api.get("/api/permissions/%2F/guest")).json()["configure"] == ".*"
+        assert (await api.get("/api/vhosts/nope/permissions")).status_code == 404
+
+
+async def test_users_without_permissions_and_bulk_delete() -> None:
+    async with management() as (_, api):
+        for name in ("a", "b", "c"):
+            await api.put(f"/api/users/{name}", json={"password": "pw", "tags": ""})
+        await api.put("/api/permissions/%2F/c", json={"configure": ".*", "write": ".*",
+                                                      "read": ".*"})
+        without = (await api.get("/api/users/without-permissions")).json()
+        assert [u["name"] for u in without] == ["a", "b"]
+        missing = await api.post("/api/users/bulk-delete", json={})
+        assert missing.json()["reason"] == "[{key_missing,users}]"
+        assert (await api.post("/api/users/bulk-delete",
+                               json={"users": "a"})).status_code == 400
+        refused = await api.post("/api/users/bulk-delete", json={"users": ["a", "guest"]})
+        assert refused.status_code == 400
+        assert (await api.get("/api/users/a")).status_code == 200
+        deleted = await api.post("/api/users/bulk-delete", json={"users": ["a", "b", "zz"]})
+        assert deleted.status_code == 204
+        assert [u["name"] for u in (await api.get("/api/users")).json()] == ["c", "guest"]
+
+
+async def test_parameters_limits_feature_flags_and_auth() -> None:
+    async with management() as (_, api):
+        for path in ("/api/parameters", "/api/parameters/shovel",
+                     "/api/parameters/shovel/%2F", "/api/vhost-limits",
+                     "/api/vhost-limits/%2F", "/api/user-limits", "/api/feature-flags"):
+            response = await api.get(path)
+            assert (path, response.status_code, response.json()) == (path, 200, [])
+        assert (await api.get("/api/parameters/shovel/%2F/x")).status_code == 404
+        overview = (await api.get("/api/overview")).json()
+        names = {p["name"]: p["value"] for p in
+                 (await api.get("/api/global-parameters")).json()}
+        assert names["cluster_name"] == overview["cluster_name"]
+        assert "internal_cluster_id" in names
+        one = await api.get("/api/global-parameters/cluster_name")
+        assert one.json() == {"name": "cluster_name", "value": overview["cluster_name"]}
+        assert (await api.get("/api/global-parameters/nope")).status_code == 404
+        auth = await api.get("/api/auth", auth=None)
+        assert (auth.status_code, auth.json()["oauth_enabled"]) == (200, False)
+
+
+async def test_queue_actions_and_more_health_checks() -> None:
+    async with management(max_connections=1) as (broker, api):
+        await api.put("/api/queues/%2F/q", json={})
+        assert (await api.post("/api/queues/%2F/q/actions",
+                               json={"action": "sync"})).status_code == 204
+        assert (await api.post("/api/queues/%2F/q/actions",
+                               json={"action": "x"})).status_code == 400
+        assert (await api.post("/api/queues/%2F/nope/actions",
+                               json={"action": "sync"})).status_code == 404
+        await until(lambda: not broker.server.clients, "the readiness probe to leave")
+        for check in ("ready-to-serve-clients", "is-in-service", "below-node-connection-limit"):
+            assert (await api.get(f"/api/health/checks/{check}")).json() == {"status": "ok"}
+        connection = await aio_pika.connect(broker.url)
+        async with connection:
+            full = await api.get("/api/health/checks/below-node-connection-limit")
+            assert (full.status_code, full.json()["status"]) == (503, "failed")
