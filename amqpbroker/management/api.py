@@ -191,6 +191,12 @@ class Api:
                            "ip_address": self.server.host, "port": self.server.port,
                            "socket_opts": {}}],
         })
+        if flag(request, "disable_stats"):
+            body.update(disable_stats=True, enable_queue_totals=flag(request,
+                                                                     "enable_queue_totals"))
+            for key in ("message_stats", "churn_rates",
+                        *(() if body["enable_queue_totals"] else ("queue_totals",))):
+                del body[key]
         return JSONResponse(body)
 
     def require_monitor(self, user: User) -> None:
@@ -458,11 +464,14 @@ class Api:
         if request.method == "PUT":
             body = await self.body(request)
             existed = name in vhost.exchanges
+            type_ = field(body, "type", str, "direct")
+            if type_ not in definitions.EXCHANGE_TYPES:
+                raise bad_request(f"invalid exchange type '{type_}'")
             with model_errors():
                 vhost.declare_exchange(
-                    name, str(body.get("type", "direct")), False,
-                    bool(body.get("durable", True)), bool(body.get("auto_delete", False)),
-                    bool(body.get("internal", False)), dict(body.get("arguments") or {}))
+                    name, type_, False,
+                    field(body, "durable", bool, True), field(body, "auto_delete", bool, False),
+                    field(body, "internal", bool, False), field(body, "arguments", dict, {}))
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if name not in vhost.exchanges:
@@ -477,8 +486,12 @@ class Api:
     async def queues(self, request: Request, user: User) -> Response:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         unacked = shapes.unacked_by_queue(self.clients())
-        return listing(request, [shapes.queue(q, unacked.get(q, (0, 0))) for v in hosts
-                                 for _, q in sorted(v.queues.items())])
+        found = [shapes.queue(q, unacked.get(q, (0, 0))) for v in hosts
+                 for _, q in sorted(v.queues.items())]
+        if flag(request, "disable_stats"):
+            totals = flag(request, "enable_queue_totals")
+            found = [shapes.queue_without_stats(q, totals) for q in found]
+        return listing(request, found)
 
     async def queue_one(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
@@ -491,9 +504,9 @@ class Api:
             body = await self.body(request)
             existed = name in vhost.queues
             with model_errors():
-                vhost.declare_queue(None, name, False, bool(body.get("durable", True)), False,
-                                    bool(body.get("auto_delete", False)),
-                                    dict(body.get("arguments") or {}))
+                vhost.declare_queue(None, name, False, field(body, "durable", bool, True),
+                                    False, field(body, "auto_delete", bool, False),
+                                    field(body, "arguments", dict, {}))
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if name not in vhost.queues:
@@ -522,11 +535,12 @@ class Api:
                           f"NOT_FOUND - no queue '{param(request, 'name')}' in vhost "
                           f"'{vhost.name}'")
         body = await self.body(request)
-        ackmode = body.get("ackmode")
+        required(body, ("ackmode", "count", "encoding"))
+        ackmode = body["ackmode"]
         if ackmode not in ACKMODES:
             return Response(status_code=500)
-        count, truncate = body.get("count", 1), body.get("truncate")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        count, truncate = field(body, "count", int, 1), field(body, "truncate", int, -1)
+        if count < 1:
             raise bad_request("count must be a positive integer")
         taken: list[Entry] = []
         while len(taken) < count and (entry := queue.pop()) is not None:
@@ -535,7 +549,7 @@ class Api:
         for left, entry in zip(range(len(taken) - 1, -1, -1), taken, strict=True):
             found.append(shapes.got(entry, queue.message_count + left,
                                     body.get("encoding") == "base64",
-                                    truncate if isinstance(truncate, int) else None))
+                                    truncate if truncate >= 0 else None))
         for entry in reversed(taken):
             if ackmode.endswith("requeue_true"):
                 queue.requeue(entry)
@@ -554,14 +568,13 @@ class Api:
         if exchange is None and name not in ("", "amq.default"):
             raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
         body = await self.body(request)
-        routing_key, payload = body.get("routing_key", ""), body.get("payload", "")
-        if not isinstance(routing_key, str) or not isinstance(payload, str):
-            raise bad_request("routing_key and payload must be strings")
+        required(body, ("routing_key", "properties", "payload", "payload_encoding"))
+        routing_key, payload = field(body, "routing_key", str, ""), field(body, "payload", str, "")
         try:
             data = (base64.b64decode(payload, validate=True)
                     if body.get("payload_encoding") == "base64" else payload.encode())
             header = ContentHeader(0, len(data), Basic.Properties(
-                **shapes.amqp_properties(body.get("properties") or {}))).marshal()
+                **shapes.amqp_properties(field(body, "properties", dict, {})))).marshal()
         except (binascii.Error, TypeError, ValueError) as exc:
             raise bad_request(f"invalid message: {exc}") from None
         message = build_message(name if exchange is not None else "", routing_key, header,
@@ -925,6 +938,13 @@ def field(body: dict[str, Any], key: str, kind: type[T], default: T) -> T:
     return value
 
 
+def required(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """400 naming the keys the body lacks, as RabbitMQ does: `[{key_missing,count}]`."""
+    missing = [f"{{key_missing,{key}}}" for key in keys if key not in body]
+    if missing:
+        raise bad_request(f"[{','.join(missing)}]")
+
+
 def patterns_of(body: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
     """The regular expressions of a (topic) permission body (absent: `""`); 400 for one
     that is not a string or does not compile."""
@@ -984,10 +1004,18 @@ def model_errors() -> Iterator[None]:
         raise bad_request(detail) from None
 
 
+def flag(request: Request, name: str) -> bool:
+    """A boolean query parameter (`?disable_stats=true`)."""
+    return request.query_params.get(name) == "true"
+
+
 def listing(request: Request, items: list[dict[str, Any]]) -> Response:
     """A list as RabbitMQ serves it: `name` (substring, or regex with `use_regex`),
-    `sort`/`sort_reverse`, `columns`, and pagination with `page`/`page_size`."""
+    `sort`/`sort_reverse`, `columns`, pagination with `page`/`page_size`, and without
+    statistics with `disable_stats`."""
     query = request.query_params
+    if flag(request, "disable_stats"):
+        items = [shapes.without_stats(i) for i in items]
     total = len(items)
     name = query.get("name")
     if name:

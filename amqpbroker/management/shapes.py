@@ -286,3 +286,21 @@ def topic_permission(user_name: str, vhost_name: str, t: TopicPermission) -> dic
 def global_parameters(cluster_id: str) -> list[dict[str, Any]]:
     return [{"name": "cluster_name", "value": NODE},
             {"name": "internal_cluster_id", "value": cluster_id}]
+
+
+QUEUE_BASICS = ("arguments", "auto_delete", "durable", "exclusive", "name", "node", "state",
+                "type", "vhost")
+QUEUE_TOTALS = ("messages", "messages_ready", "messages_unacknowledged")
+
+
+def without_stats(item: dict[str, Any]) -> dict[str, Any]:
+    """An object as `?disable_stats=true` serves it: no `message_stats`, no `*_details`."""
+    return {key: value for key, value in item.items()
+            if key != "message_stats" and not key.endswith("_details")}
+
+
+def queue_without_stats(item: dict[str, Any], totals: bool) -> dict[str, Any]:
+    """A queue as `?disable_stats=true` serves it, its message counts only with
+    `enable_queue_totals=true`."""
+    keys = (*QUEUE_BASICS, *QUEUE_TOTALS) if totals else QUEUE_BASICS
+    return {key: item[key] for key in sorted(keys)}

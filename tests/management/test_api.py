@@ -192,8 +192,13 @@ async def test_publish_and_get_with_ackmodes() -> None:
             "properties": {"delivery_mode": 2, "headers": {"k": "v"}, "type": "note"}})
         assert published.json() == {"routed": True}
         unrouted = await api.post("/api/exchanges/%2F/amq.direct/publish", json={
-            "routing_key": "nowhere", "payload": "x"})
+            "routing_key": "nowhere", "payload": "x", "payload_encoding": "string",
+            "properties": {}})
         assert unrouted.json() == {"routed": False}
+        no_encoding = await api.post("/api/exchanges/%2F/amq.direct/publish", json={
+            "routing_key": "nowhere", "payload": "x", "properties": {}})
+        assert no_encoding.json() == {"error": "bad_request",
+                                      "reason": "[{key_missing,payload_encoding}]"}
         missing = await api.post("/api/exchanges/%2F/nope/publish", json={"payload": "x"})
         assert missing.json()["reason"] == "404 NOT_FOUND - no exchange 'nope' in vhost '/'"
         peek = (await api.post("/api/queues/%2F/inbox/get", json={
@@ -210,6 +215,8 @@ async def test_publish_and_get_with_ackmodes() -> None:
         assert again[0]["payload_encoding"] == "base64"
         assert again[0]["redelivered"] is True
         assert (await api.post("/api/queues/%2F/inbox/get", json={
-            "count": 1, "ackmode": "ack_requeue_false"})).json() == []
+            "count": "1", "ackmode": "ack_requeue_false", "encoding": "auto"})).json() == []
+        assert (await api.post("/api/queues/%2F/inbox/get", json={"count": 1})).json() == {
+            "error": "bad_request", "reason": "[{key_missing,ackmode},{key_missing,encoding}]"}
         assert (await api.post("/api/queues/%2F/inbox/get", json={
-            "count": 1, "ackmode": "bogus"})).status_code == 500
+            "count": 1, "ackmode": "bogus", "encoding": "auto"})).status_code == 500

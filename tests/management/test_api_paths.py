@@ -45,7 +45,8 @@ async def test_nodes_mem_used_is_the_alarms_figure() -> None:
         assert memory.fixed <= before <= memory.used()
         await api.put("/api/queues/%2F/big", json={"durable": False})
         await api.post("/api/exchanges/%2F/amq.default/publish", json={
-            "routing_key": "big", "payload": "x" * 1_000_000})
+            "routing_key": "big", "payload": "x" * 1_000_000, "payload_encoding": "string",
+            "properties": {}})
         after = (await api.get("/api/nodes")).json()[0]["mem_used"]
         assert after >= before + 1_000_000
 
@@ -330,3 +331,68 @@ async def test_queue_actions_and_more_health_checks() -> None:
         async with connection:
             full = await api.get("/api/health/checks/below-node-connection-limit")
             assert (full.status_code, full.json()["status"]) == (503, "failed")
+
+
+async def test_disable_stats_and_queue_totals() -> None:
+    async with management() as (_, api):
+        await api.put("/api/queues/%2F/q", json={})
+        trimmed = (await api.get("/api/queues", params={"disable_stats": "true"})).json()
+        assert list(trimmed[0]) == ["arguments", "auto_delete", "durable", "exclusive", "name",
+                                    "node", "state", "type", "vhost"]
+        totals = (await api.get("/api/queues/%2F", params={
+            "disable_stats": "true", "enable_queue_totals": "true"})).json()
+        assert {"messages", "messages_ready", "messages_unacknowledged"} <= set(totals[0])
+        assert "messages_details" not in totals[0]
+        exchanges = (await api.get("/api/exchanges", params={"disable_stats": "true"})).json()
+        assert all("message_stats" not in x for x in exchanges)
+        assert "message_stats" in (await api.get("/api/exchanges")).json()[0]
+        overview = (await api.get("/api/overview", params={"disable_stats": "true"})).json()
+        assert overview["disable_stats"] is True
+        assert "message_stats" not in overview and "queue_totals" not in overview
+        with_totals = (await api.get("/api/overview", params={
+            "disable_stats": "true", "enable_queue_totals": "true"})).json()
+        assert with_totals["queue_totals"]["messages"] == 0
+
+
+async def test_rabbitmqadmin_strings_and_unknown_fields() -> None:
+    async with management() as (_, api):
+        declared = await api.put("/api/queues/%2F/q", json={
+            "auto_delete": "false", "durable": "false", "arguments": {}, "name": "q",
+            "vhost": "/"})
+        assert declared.status_code == 201
+        queue = (await api.get("/api/queues/%2F/q")).json()
+        assert (queue["durable"], queue["auto_delete"]) == (False, False)
+        await api.put("/api/exchanges/%2F/x", json={"type": "fanout", "durable": "true",
+                                                    "internal": "false", "extra": 1})
+        assert (await api.get("/api/exchanges/%2F/x")).json()["durable"] is True
+
+
+async def test_bad_input_is_refused_and_changes_nothing() -> None:
+    async with management() as (_, api):
+        await api.put("/api/vhosts/with%20space", json={})
+        cases = [
+            ("PUT", "/api/queues/with%20space/q", {"durable": "yes"}, "'durable' must be"),
+            ("PUT", "/api/queues/with%20space/q", {"arguments": []}, "'arguments' must be"),
+            ("PUT", "/api/queues/with%20space/q", {"arguments": {"x-max-length": "x"}},
+             "x-max-length"),
+            ("PUT", "/api/exchanges/with%20space/x", {"type": "bogus"},
+             "invalid exchange type 'bogus'"),
+            ("PUT", "/api/exchanges/with%20space/x", {"type": 3}, "'type' must be a string"),
+            ("PUT", "/api/users/u", {"password": "p", "tags": 3}, "tags"),
+            ("PUT", "/api/policies/with%20space/p", {"pattern": ".*"}, ""),
+        ]
+        for method, path, body, reason in cases:
+            response = await api.request(method, path, json=body)
+            assert response.status_code == 400, (path, body, response.text)
+            assert set(response.json()) == {"error", "reason"}
+            assert reason in response.json()["reason"], (path, body)
+        for raw in (b"{nope", b'"a string"', b"[1]", b"[" * 100000):
+            response = await api.put("/api/queues/with%20space/q", content=raw)
+            assert response.json() == {"error": "bad_request", "reason": "not_json"}, raw
+        assert (await api.get("/api/queues/with%20space")).json() == []
+        assert (await api.get("/api/exchanges/with%20space/x")).status_code == 404
+        assert (await api.get("/api/users/u")).status_code == 404
+        assert (await api.get("/api/policies/with%20space")).json() == []
+        assert (await api.get("/api/queues/no%20such")).status_code == 404
+        assert (await api.get("/api/users/nobody")).status_code == 404
+        assert (await api.delete("/api/users/nobody")).status_code == 404
