@@ -396,3 +396,39 @@ async def test_bad_input_is_refused_and_changes_nothing() -> None:
         assert (await api.get("/api/queues/no%20such")).status_code == 404
         assert (await api.get("/api/users/nobody")).status_code == 404
         assert (await api.delete("/api/users/nobody")).status_code == 404
+
+
+async def test_rabbitmqadmin_flow_with_bindings_publish_and_get() -> None:
+    async with management() as (_, api):
+        assert (await api.put("/api/exchanges/%2F/orders", json={
+            "type": "direct", "auto_delete": "false", "durable": "true", "internal": "false",
+            "arguments": {}, "name": "orders", "vhost": "/"})).status_code == 201
+        assert (await api.put("/api/queues/%2F/paid", json={
+            "auto_delete": "false", "durable": "true", "arguments": {}, "name": "paid",
+            "vhost": "/"})).status_code == 201
+        bound = await api.post("/api/bindings/%2F/e/orders/q/paid", json={
+            "routing_key": "paid", "arguments": {}, "source": "orders",
+            "destination_type": "q", "destination": "paid", "vhost": "/"})
+        assert bound.status_code == 201
+        assert (await api.post("/api/exchanges/%2F/orders/publish", json={
+            "properties": {}, "exchange": "orders", "payload_encoding": "string",
+            "routing_key": "paid", "payload": "order 1", "vhost": "/"})).json() == {
+            "routed": True}
+        listed = (await api.get("/api/queues/%2F", params={"columns": "name,messages"})).json()
+        assert listed == [{"name": "paid", "messages": 1}]
+        (message,) = (await api.post("/api/queues/%2F/paid/get", json={
+            "count": "1", "ackmode": "ack_requeue_false", "encoding": "auto", "queue": "paid",
+            "vhost": "/"})).json()
+        assert (message["payload"], message["exchange"]) == ("order 1", "orders")
+        exported = (await api.get("/api/definitions")).json()
+        assert [b["destination"] for b in exported["bindings"] if b["source"] == "orders"] == [
+            "paid"]
+        path = urllib.parse.urljoin("/api/bindings/%2F/e/orders/q/paid",
+                                    bound.headers["location"])
+        assert path == "/api/bindings/%2F/e/orders/q/paid/paid"
+        assert (await api.delete(path)).status_code == 204
+        assert (await api.delete("/api/queues/%2F/paid")).status_code == 204
+        assert (await api.delete("/api/exchanges/%2F/orders")).status_code == 204
+        assert (await api.post("/api/definitions", json=exported)).status_code == 204
+        (binding,) = (await api.get("/api/bindings/%2F/e/orders/q/paid")).json()
+        assert binding["properties_key"] == "paid"
