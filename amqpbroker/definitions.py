@@ -78,6 +78,7 @@ RABBIT_VERSION = "3.13.0"
 RESERVED_PREFIX = "amq."
 EXCHANGE_TYPES = (*sorted(ROUTERS), DELAYED_TYPE)
 IGNORED_SECTIONS = ("parameters", "global_parameters")
+VHOST_SECTIONS = ("parameters", "policies", "queues", "exchanges", "bindings")
 SECTIONS = ("users", "vhosts", "permissions", "topic_permissions", "exchanges", "queues",
             "bindings", "policies", "operator_policies",
             *IGNORED_SECTIONS)
@@ -696,6 +697,32 @@ def export(broker: Broker) -> dict[str, Any]:
         "exchanges": exchanges,
         "bindings": bindings,
     }
+
+
+def export_vhost(broker: Broker, vhost: str) -> dict[str, Any]:
+    """One vhost's part of `export`, in RabbitMQ's per-vhost shape: `rabbit_version`,
+    `parameters`, `policies`, `queues`, `exchanges` and `bindings`, without `vhost` in
+    the entries (no users, vhosts or permissions)."""
+    everything = export(broker)
+    return {"rabbit_version": RABBIT_VERSION, **{
+        section: [{key: value for key, value in entry.items() if key != "vhost"}
+                  for entry in everything[section] if entry["vhost"] == vhost]
+        for section in VHOST_SECTIONS}}
+
+
+def parse_vhost(document: Any, vhost: str, source: str = "definitions") -> Definitions:
+    """Validate a per-vhost document (as `export_vhost` writes it) for importing into
+    `vhost`: its policies, queues, exchanges, bindings and parameters, every entry put in
+    `vhost` whatever it says; other sections (users, vhosts, permissions) are ignored,
+    as RabbitMQ ignores them. Raises DefinitionsError."""
+    if not isinstance(document, dict):
+        return parse(document, source)
+    scoped: dict[str, Any] = {"rabbit_version": document.get("rabbit_version")}
+    for section in VHOST_SECTIONS:
+        entries = document.get(section)
+        scoped[section] = ([{**entry, "vhost": vhost} if isinstance(entry, dict) else entry
+                            for entry in entries] if isinstance(entries, list) else entries)
+    return parse(scoped, source)
 
 
 def _policies(broker: Broker, operator: bool) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ RabbitMQ: `administrator` everything, `monitoring` read everything, `policymaker
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -28,9 +29,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amqpbroker import definitions, errors
+from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.policies import PolicyError
-from amqpbroker.management import shapes
+from amqpbroker.broker.queue import Queue
+from amqpbroker.management import metrics, shapes
 from amqpbroker.management.statistics import Statistics, View
+from amqpbroker.transport.alarms import total_memory
 from amqpbroker.transport.bridge import build_message
 
 if TYPE_CHECKING:
@@ -137,7 +141,9 @@ class Api:
             return [self.vhost(user, name)]
         return [v for n, v in sorted(self.broker.vhosts.items()) if self.may_see(user, n)]
 
-    async def body(self, request: Request) -> dict[str, Any]:
+    async def body(self, request: Request, not_object: str = "not_json") -> dict[str, Any]:
+        """The JSON object a request carries (`{}` when empty); 400 `not_json` when it is
+        not JSON, `not_object` when it is JSON but not an object."""
         data = await request.body()
         if len(data) > MAX_BODY:
             raise Refused(413, "bad_request", "Payload too large")
@@ -145,10 +151,10 @@ class Api:
             return {}
         try:
             value = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise bad_request("Malformed JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise bad_request("not_json") from None
         if not isinstance(value, dict):
-            raise bad_request("Malformed JSON: an object is expected")
+            raise bad_request(not_object)
         return value
 
     async def durable(self) -> None:
@@ -172,9 +178,7 @@ class Api:
         clients = self.clients()
         body = shapes.overview()
         body.update({
-            "exchange_types": [{"name": t, "description": "", "enabled": True}
-                               for t in ("direct", "fanout", "headers", "topic",
-                                         "x-delayed-message")],
+            "exchange_types": shapes.exchange_types(),
             **self.view(request).node(),
             "object_totals": {
                 "connections": len(clients),
@@ -186,7 +190,37 @@ class Api:
                            "ip_address": self.server.host, "port": self.server.port,
                            "socket_opts": {}}],
         })
+        if flag(request, "disable_stats"):
+            body.update(disable_stats=True, enable_queue_totals=flag(request,
+                                                                     "enable_queue_totals"))
+            for key in ("message_stats", "churn_rates",
+                        *(() if body["enable_queue_totals"] else ("queue_totals",))):
+                del body[key]
         return JSONResponse(body)
+
+    def require_monitor(self, user: User) -> None:
+        if not (self.is_admin(user) or "monitoring" in user.tags):
+            raise not_authorised("Not monitor user")
+
+    def node(self) -> dict[str, Any]:
+        limits = self.server.resources
+        return shapes.node(
+            uptime=metrics.uptime(), mem_used=self.server.memory.used(),
+            mem_limit=limits.memory or total_memory(), disk_free=metrics.free_disk(limits),
+            disk_free_limit=limits.disk_free, fd_used=metrics.open_fds(),
+            fd_total=metrics.fd_limit(), sockets_used=len(self.server.clients),
+            proc_used=len(asyncio.all_tasks()), alarms=self.broker.alarms,
+            db_dir=limits.data_dir or "")
+
+    async def nodes(self, request: Request, user: User) -> Response:
+        self.require_monitor(user)
+        return listing(request, [self.node()])
+
+    async def node_one(self, request: Request, user: User) -> Response:
+        self.require_monitor(user)
+        if param(request, "name") != shapes.NODE:
+            raise not_found()
+        return JSONResponse(self.node())
 
     async def whoami(self, request: Request, user: User) -> Response:
         return JSONResponse({"name": user.name, "tags": list(user.tags)})
@@ -261,22 +295,56 @@ class Api:
             return Response(status_code=204 if existed else 201)
         if name not in access.users:
             raise not_found()
-        admins = [u for u in access.users.values() if "administrator" in u.tags]
-        if [u.name for u in admins] == [name]:
-            raise bad_request("cannot delete the last administrator")
-        access.delete_user(name)
-        for client in self.clients():
-            if client.session.username == name:
-                client.shutdown(f"user '{name}' is deleted")
-        await self.durable()
+        await self.delete_users([name])
         return Response(status_code=204)
 
-    async def permissions(self, request: Request, user: User) -> Response:
+    async def delete_users(self, names: list[str]) -> None:
+        """Delete the users that exist among `names` and close their connections; 400
+        (deleting none) if that would leave no administrator."""
+        access = self.broker.access
+        admins = {u.name for u in access.users.values() if "administrator" in u.tags}
+        if admins and admins <= set(names):
+            raise bad_request("cannot delete the last administrator")
+        gone = [name for name in names if access.delete_user(name)]
+        for client in self.clients():
+            if client.session.username in gone:
+                client.shutdown(f"user '{client.session.username}' is deleted")
+        await self.durable()
+
+    async def users_without_permissions(self, request: Request, user: User) -> Response:
         self.require_admin(user)
-        name = optional_param(request, "vhost")
+        allowed = {u for u, _ in self.broker.access.permissions}
+        return listing(request, [shapes.user(u) for n, u in
+                                 sorted(self.broker.access.users.items()) if n not in allowed])
+
+    async def users_bulk_delete(self, request: Request, user: User) -> Response:
+        """POST `{"users": [names]}`: delete them all (unknown names are skipped)."""
+        self.require_admin(user)
+        body = await self.body(request)
+        if "users" not in body:
+            raise bad_request("[{key_missing,users}]")
+        names = field(body, "users", list, [])
+        if not all(isinstance(name, str) for name in names):
+            raise bad_request("'users' must be a list of names")
+        await self.delete_users(names)
+        return Response(status_code=204)
+
+    def scope(self, request: Request, user: User) -> tuple[str | None, str | None]:
+        """The (vhost, user) a permissions list is limited to: `/api/vhosts/{vhost}/...`,
+        `/api/users/{user}/...` or neither; 404 for a vhost or user that does not exist."""
+        self.require_admin(user)
+        vhost, name = optional_param(request, "vhost"), optional_param(request, "user")
+        if vhost is not None and vhost not in self.broker.vhosts:
+            raise not_found()
+        if name is not None and name not in self.broker.access.users:
+            raise not_found()
+        return vhost, name
+
+    async def permissions(self, request: Request, user: User) -> Response:
+        vhost, name = self.scope(request, user)
         found = [shapes.permission(u, v, p.configure, p.write, p.read)
                  for (u, v), p in sorted(self.broker.access.permissions.items())
-                 if name is None or v == name]
+                 if vhost in (None, v) and name in (None, u)]
         return listing(request, found)
 
     async def permission_one(self, request: Request, user: User) -> Response:
@@ -291,17 +359,10 @@ class Api:
         if request.method == "PUT":
             body = await self.body(request)
             if name not in access.users or vhost not in self.broker.vhosts:
-                raise not_found()
-            patterns = [body.get(kind, "") for kind in ("configure", "write", "read")]
-            for pattern in patterns:
-                if not isinstance(pattern, str):
-                    raise bad_request("permissions must be strings (regular expressions)")
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise bad_request(f"invalid regular expression '{pattern}': {exc}") from None
+                raise bad_request("vhost_or_user_not_found")
+            configure, write, read = patterns_of(body, ("configure", "write", "read"))
             existed = key in access.permissions
-            access.set_permission(name, vhost, *patterns)
+            access.set_permission(name, vhost, configure, write, read)
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if not access.clear_permission(name, vhost):
@@ -310,11 +371,43 @@ class Api:
         return Response(status_code=204)
 
     async def topic_permissions(self, request: Request, user: User) -> Response:
-        self.require_admin(user)
+        vhost, name = self.scope(request, user)
         return listing(request, [
-            {"user": u, "vhost": v, "exchange": x, "write": t.write, "read": t.read}
+            shapes.topic_permission(u, v, t)
             for (u, v), topics in sorted(self.broker.access.topic_permissions.items())
-            for x, t in sorted(topics.items())])
+            if vhost in (None, v) and name in (None, u) and u in self.broker.access.users
+            for _, t in sorted(topics.items())])
+
+    async def topic_permission_one(self, request: Request, user: User) -> Response:
+        """GET a user's topic permissions in a vhost (404 if none), PUT one exchange's
+        (`{"exchange", "write", "read"}`), DELETE them all."""
+        self.require_admin(user)
+        vhost, name = param(request, "vhost"), param(request, "user")
+        access = self.broker.access
+        topics = access.topic_permissions.get((name, vhost), {})
+        if request.method == "GET":
+            if name not in access.users or not topics:
+                raise not_found()
+            return JSONResponse([shapes.topic_permission(name, vhost, t)
+                                 for _, t in sorted(topics.items())])
+        if request.method == "PUT":
+            body = await self.body(request)
+            if name not in access.users or vhost not in self.broker.vhosts:
+                raise bad_request("vhost_or_user_not_found")
+            if "exchange" not in body:
+                raise bad_request("[{key_missing,exchange}]")
+            exchange = field(body, "exchange", str, "")
+            write, read = patterns_of(body, ("write", "read"))
+            existed = exchange in topics
+            access.set_topic_permission(name, vhost, exchange, write, read)
+            await self.durable()
+            return Response(status_code=204 if existed else 201)
+        if not topics:
+            raise not_found()
+        for exchange in list(topics):
+            access.clear_topic_permission(name, vhost, exchange)
+        await self.durable()
+        return Response(status_code=204)
 
     # --- policies ----------------------------------------------------------------------
 
@@ -375,11 +468,14 @@ class Api:
         if request.method == "PUT":
             body = await self.body(request)
             existed = name in vhost.exchanges
+            type_ = field(body, "type", str, "direct")
+            if type_ not in definitions.EXCHANGE_TYPES:
+                raise bad_request(f"invalid exchange type '{type_}'")
             with model_errors():
                 vhost.declare_exchange(
-                    name, str(body.get("type", "direct")), False,
-                    bool(body.get("durable", True)), bool(body.get("auto_delete", False)),
-                    bool(body.get("internal", False)), dict(body.get("arguments") or {}))
+                    name, type_, False,
+                    field(body, "durable", bool, True), field(body, "auto_delete", bool, False),
+                    field(body, "internal", bool, False), field(body, "arguments", dict, {}))
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if name not in vhost.exchanges:
@@ -395,8 +491,12 @@ class Api:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         stats = self.view(request)
         unacked = stats.unacked
-        return listing(request, [shapes.queue(q, unacked.get(q, (0, 0)), stats=stats)
-                                 for v in hosts for _, q in sorted(v.queues.items())])
+        found = [shapes.queue(q, unacked.get(q, (0, 0)), stats=stats) for v in hosts
+                 for _, q in sorted(v.queues.items())]
+        if flag(request, "disable_stats"):
+            totals = flag(request, "enable_queue_totals")
+            found = [shapes.queue_without_stats(q, totals) for q in found]
+        return listing(request, found)
 
     async def queue_one(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
@@ -410,9 +510,9 @@ class Api:
             body = await self.body(request)
             existed = name in vhost.queues
             with model_errors():
-                vhost.declare_queue(None, name, False, bool(body.get("durable", True)), False,
-                                    bool(body.get("auto_delete", False)),
-                                    dict(body.get("arguments") or {}))
+                vhost.declare_queue(None, name, False, field(body, "durable", bool, True),
+                                    False, field(body, "auto_delete", bool, False),
+                                    field(body, "arguments", dict, {}))
             await self.durable()
             return Response(status_code=204 if existed else 201)
         if name not in vhost.queues:
@@ -441,11 +541,12 @@ class Api:
                           f"NOT_FOUND - no queue '{param(request, 'name')}' in vhost "
                           f"'{vhost.name}'")
         body = await self.body(request)
-        ackmode = body.get("ackmode")
+        required(body, ("ackmode", "count", "encoding"))
+        ackmode = body["ackmode"]
         if ackmode not in ACKMODES:
             return Response(status_code=500)
-        count, truncate = body.get("count", 1), body.get("truncate")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        count, truncate = field(body, "count", int, 1), field(body, "truncate", int, -1)
+        if count < 1:
             raise bad_request("count must be a positive integer")
         taken: list[Entry] = []
         while len(taken) < count and (entry := queue.pop()) is not None:
@@ -454,7 +555,7 @@ class Api:
         for left, entry in zip(range(len(taken) - 1, -1, -1), taken, strict=True):
             found.append(shapes.got(entry, queue.message_count + left,
                                     body.get("encoding") == "base64",
-                                    truncate if isinstance(truncate, int) else None))
+                                    truncate if truncate >= 0 else None))
         for entry in reversed(taken):
             if ackmode.endswith("requeue_true"):
                 queue.requeue(entry)
@@ -473,14 +574,13 @@ class Api:
         if exchange is None and name not in ("", "amq.default"):
             raise bad_request(f"404 NOT_FOUND - no exchange '{name}' in vhost '{vhost.name}'")
         body = await self.body(request)
-        routing_key, payload = body.get("routing_key", ""), body.get("payload", "")
-        if not isinstance(routing_key, str) or not isinstance(payload, str):
-            raise bad_request("routing_key and payload must be strings")
+        required(body, ("routing_key", "properties", "payload", "payload_encoding"))
+        routing_key, payload = field(body, "routing_key", str, ""), field(body, "payload", str, "")
         try:
             data = (base64.b64decode(payload, validate=True)
                     if body.get("payload_encoding") == "base64" else payload.encode())
             header = ContentHeader(0, len(data), Basic.Properties(
-                **shapes.amqp_properties(body.get("properties") or {}))).marshal()
+                **shapes.amqp_properties(field(body, "properties", dict, {})))).marshal()
         except (binascii.Error, TypeError, ValueError) as exc:
             raise bad_request(f"invalid message: {exc}") from None
         message = build_message(name if exchange is not None else "", routing_key, header,
@@ -496,23 +596,109 @@ class Api:
         hosts = self.visible_vhosts(user, optional_param(request, "vhost"))
         return listing(request, [b for v in hosts for b in shapes.bindings(v)])
 
-    # --- connections ----------------------------------------------------------------------
+    async def exchange_bindings(self, request: Request, user: User) -> Response:
+        """GET .../bindings/source or .../bindings/destination of an exchange."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        name = exchange_param(request, "name")
+        if name and name not in vhost.exchanges:
+            raise not_found()
+        if request.url.path.endswith("/source"):
+            found = [b for b in shapes.bindings(vhost) if b["source"] == name]
+        else:
+            found = [b for b in shapes.bindings(vhost) if b["destination"] == name
+                     and b["destination_type"] == "exchange"]
+        return listing(request, found)
 
-    async def connections(self, request: Request, user: User) -> Response:
-        stats = self.view(request)
-        return listing(request, [shapes.connection(c, self.local(), stats=stats)
-                                 for c in self.clients()
-                                 if self.may_see(user, c.session.vhost.name)])
-
-    async def connection_one(self, request: Request, user: User) -> Response:
+    async def queue_bindings(self, request: Request, user: User) -> Response:
+        vhost = self.vhost(user, param(request, "vhost"))
         name = param(request, "name")
-        for client in self.clients():
-            if shapes.connection_name(client, self.local()) == name:
+        if name not in vhost.queues:
+            raise not_found()
+        return listing(request, [b for b in shapes.bindings(vhost) if b["destination"] == name
+                                 and b["destination_type"] == "queue"])
+
+    def binding_ends(self, request: Request, user: User
+                     ) -> tuple[VirtualHost, str, str, str]:
+        """(vhost, source, destination kind, destination) of a `/api/bindings/{vhost}/e/
+        {source}/{kind}/{destination}` path; 404 for another kind."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        kind = {"q": "queue", "e": "exchange"}.get(request.path_params["kind"])
+        if kind is None:
+            raise not_found()
+        destination = (param(request, "destination") if kind == "queue"
+                       else exchange_param(request, "destination"))
+        return vhost, exchange_param(request, "source"), kind, destination
+
+    async def bindings_between(self, request: Request, user: User) -> Response:
+        """GET the bindings from an exchange to a queue or exchange; POST one more
+        (201, with the new binding's path relative to this one in `Location`)."""
+        vhost, source, kind, destination = self.binding_ends(request, user)
+        if request.method == "GET":
+            if not exists(vhost, "exchange", source) or not exists(vhost, kind, destination):
+                raise not_found()
+            return listing(request, [shapes.binding(vhost.name, source, destination, kind,
+                                                    routing_key, arguments)
+                                     for routing_key, arguments in
+                                     between(vhost, source, kind, destination)])
+        body = await self.body(request)
+        routing_key = field(body, "routing_key", str, "")
+        arguments = field(body, "arguments", dict, {})
+        with model_errors():
+            if kind == "queue":
+                vhost.bind_queue(None, destination, source, routing_key, arguments)
+            else:
+                vhost.bind_exchange(destination, source, routing_key, arguments)
+        await self.durable()
+        key = shapes.properties_key(routing_key, arguments)
+        location = f"{request.path_params['destination']}/{urllib.parse.quote(key, safe='')}"
+        return Response(status_code=201, headers={"location": location})
+
+    async def binding_one(self, request: Request, user: User) -> Response:
+        """GET or DELETE one binding, named by its `properties_key` (as listed, or quoted
+        once more as the Location header gives it)."""
+        vhost, source, kind, destination = self.binding_ends(request, user)
+        names = (param(request, "props"), request.path_params["props"])
+        for routing_key, arguments in between(vhost, source, kind, destination):
+            if shapes.properties_key(routing_key, arguments) in names:
                 break
         else:
             raise not_found()
         if request.method == "GET":
-            return JSONResponse(shapes.connection(client, self.local(), stats=self.view(request)))
+            return JSONResponse(shapes.binding(vhost.name, source, destination, kind,
+                                               routing_key, arguments))
+        with model_errors():
+            if kind == "queue":
+                vhost.unbind_queue(destination, source, routing_key, arguments)
+            else:
+                vhost.unbind_exchange(destination, source, routing_key, arguments)
+        await self.durable()
+        return Response(status_code=204)
+
+    # --- connections ----------------------------------------------------------------------
+
+    def visible_clients(self, request: Request, user: User) -> list[Any]:
+        """The connections the user may see, of the path's vhost if it names one."""
+        hosts = {v.name for v in self.visible_vhosts(user, optional_param(request, "vhost"))}
+        return [c for c in self.clients() if c.session.vhost.name in hosts]
+
+    def client(self, request: Request, user: User) -> Any:
+        """The connection the path names, or 404."""
+        name = param(request, "name")
+        for client in self.visible_clients(request, user):
+            if shapes.connection_name(client, self.local()) == name:
+                return client
+        raise not_found()
+
+    async def connections(self, request: Request, user: User) -> Response:
+        stats = self.view(request)
+        return listing(request, [shapes.connection(c, self.local(), stats=stats)
+                                 for c in self.visible_clients(request, user)])
+
+    async def connection_one(self, request: Request, user: User) -> Response:
+        client = self.client(request, user)
+        if request.method == "GET":
+            return JSONResponse(shapes.connection(client, self.local(),
+                                                  stats=self.view(request)))
         if not (self.is_admin(user) or client.session.username == user.name):
             raise not_authorised("Not administrator user")
         client.shutdown(request.headers.get("x-reason", "Closed via management plugin"))
@@ -520,9 +706,20 @@ class Api:
 
     async def channels(self, request: Request, user: User) -> Response:
         stats = self.view(request)
-        return listing(request, [ch for c in self.clients()
-                                 if self.may_see(user, c.session.vhost.name)
+        return listing(request, [ch for c in self.visible_clients(request, user)
                                  for ch in shapes.channels(c, self.local(), stats=stats)])
+
+    async def connection_channels(self, request: Request, user: User) -> Response:
+        return listing(request, list(shapes.channels(self.client(request, user), self.local(),
+                                                     stats=self.view(request))))
+
+    async def channel_one(self, request: Request, user: User) -> Response:
+        name = param(request, "name")
+        for client in self.visible_clients(request, user):
+            for channel in shapes.channels(client, self.local(), stats=self.view(request)):
+                if channel["name"] == name:
+                    return JSONResponse(channel)
+        raise not_found()
 
     async def consumers(self, request: Request, user: User) -> Response:
         name = optional_param(request, "vhost")
@@ -531,15 +728,49 @@ class Api:
                                  and name in (None, client.session.vhost.name)
                                  for c in shapes.consumers(client, self.local())])
 
+    # --- runtime parameters and limits (this broker has none of its own) -------------
+
+    async def empty_list(self, request: Request, user: User) -> Response:
+        return listing(request, [])
+
+    async def missing(self, request: Request, user: User) -> Response:
+        raise not_found()
+
+    async def global_parameters(self, request: Request, user: User) -> Response:
+        return listing(request, shapes.global_parameters(metrics.CLUSTER_ID))
+
+    async def global_parameter_one(self, request: Request, user: User) -> Response:
+        name = param(request, "name")
+        for found in shapes.global_parameters(metrics.CLUSTER_ID):
+            if found["name"] == name:
+                return JSONResponse(found)
+        raise not_found()
+
+    async def queue_actions(self, request: Request, user: User) -> Response:
+        """POST `{"action": "sync" | "cancel_sync"}`: nothing to do without mirrors."""
+        vhost = self.vhost(user, param(request, "vhost"))
+        if param(request, "name") not in vhost.queues:
+            raise not_found()
+        if (await self.body(request)).get("action") not in ("sync", "cancel_sync"):
+            raise bad_request("unknown action")
+        return Response(status_code=204)
+
     # --- definitions and health -----------------------------------------------------------
 
     async def definitions(self, request: Request, user: User) -> Response:
+        """GET or POST the whole broker's definitions, or one vhost's (RabbitMQ's
+        per-vhost shape; an unknown vhost is 400 `vhost_not_found`)."""
         self.require_admin(user)
+        name = optional_param(request, "vhost")
+        if name is not None and name not in self.broker.vhosts:
+            raise bad_request("vhost_not_found")
         if request.method == "GET":
-            return JSONResponse(definitions.export(self.broker))
-        body = await self.body(request)
+            return JSONResponse(definitions.export(self.broker) if name is None
+                                else definitions.export_vhost(self.broker, name))
+        body = await self.body(request, not_object="failed_to_parse_json")
         try:
-            definitions.apply(self.broker, definitions.parse(body, "definitions"))
+            definitions.apply(self.broker, definitions.parse(body, "definitions")
+                              if name is None else definitions.parse_vhost(body, name))
         except definitions.DefinitionsError as exc:
             raise bad_request(str(exc)) from None
         await self.durable()
@@ -572,6 +803,15 @@ class Api:
                                  "missing": protocol, "protocols": ["amqp"]}, 503)
         return JSONResponse({"status": "ok", "protocol": "amqp"})
 
+    async def health_connection_limit(self, request: Request, user: User) -> Response:
+        limit = self.server.max_connections
+        if limit is not None and len(self.server.clients) >= limit:
+            return JSONResponse({"status": "failed",
+                                 "reason": f"node connection limit ({limit}) is reached",
+                                 "limit": limit,
+                                 "connections": len(self.server.clients)}, 503)
+        return JSONResponse({"status": "ok"})
+
     async def aliveness(self, request: Request, user: User) -> Response:
         vhost = self.vhost(user, param(request, "vhost"))
         with model_errors():
@@ -593,14 +833,31 @@ class Api:
         rw = ("GET", "PUT", "DELETE")
         r = self.route
         routes = [
+            Route("/api/auth", auth_settings),
             r("/api/overview", Api.overview), r("/api/whoami", Api.whoami),
+            r("/api/nodes", Api.nodes), r("/api/nodes/{name}", Api.node_one),
             r("/api/extensions", Api.extensions), r("/api/cluster-name", Api.cluster_name),
             r("/api/vhosts", Api.vhosts), r("/api/vhosts/{vhost}", Api.vhost_one, rw),
-            r("/api/users", Api.users), r("/api/users/{user}", Api.user_one, rw),
+            r("/api/users", Api.users),
+            r("/api/users/without-permissions", Api.users_without_permissions),
+            r("/api/users/bulk-delete", Api.users_bulk_delete, ("POST",)),
+            r("/api/users/{user}", Api.user_one, rw),
+            r("/api/users/{user}/permissions", Api.permissions),
+            r("/api/users/{user}/topic-permissions", Api.topic_permissions),
             r("/api/permissions", Api.permissions),
             r("/api/vhosts/{vhost}/permissions", Api.permissions),
             r("/api/permissions/{vhost}/{user}", Api.permission_one, rw),
             r("/api/topic-permissions", Api.topic_permissions),
+            r("/api/vhosts/{vhost}/topic-permissions", Api.topic_permissions),
+            r("/api/topic-permissions/{vhost}/{user}", Api.topic_permission_one, rw),
+            r("/api/parameters", Api.empty_list), r("/api/parameters/{component}", Api.empty_list),
+            r("/api/parameters/{component}/{vhost}", Api.empty_list),
+            r("/api/parameters/{component}/{vhost}/{name}", Api.missing),
+            r("/api/global-parameters", Api.global_parameters),
+            r("/api/global-parameters/{name}", Api.global_parameter_one),
+            r("/api/vhost-limits", Api.empty_list), r("/api/vhost-limits/{vhost}", Api.empty_list),
+            r("/api/user-limits", Api.empty_list), r("/api/user-limits/{user}", Api.empty_list),
+            r("/api/feature-flags", Api.empty_list),
             r("/api/policies", Api.policies), r("/api/policies/{vhost}", Api.policies),
             r("/api/policies/{vhost}/{name}", Api.policy_one, rw),
             r("/api/operator-policies", Api.policies),
@@ -612,16 +869,31 @@ class Api:
             r("/api/queues/{vhost}/{name}", Api.queue_one, rw),
             r("/api/queues/{vhost}/{name}/contents", Api.queue_contents, ("DELETE",)),
             r("/api/queues/{vhost}/{name}/get", Api.queue_get, ("POST",)),
+            r("/api/queues/{vhost}/{name}/actions", Api.queue_actions, ("POST",)),
             r("/api/exchanges/{vhost}/{name}/publish", Api.exchange_publish, ("POST",)),
+            r("/api/exchanges/{vhost}/{name}/bindings/source", Api.exchange_bindings),
+            r("/api/exchanges/{vhost}/{name}/bindings/destination", Api.exchange_bindings),
+            r("/api/queues/{vhost}/{name}/bindings", Api.queue_bindings),
             r("/api/bindings", Api.bindings), r("/api/bindings/{vhost}", Api.bindings),
+            r("/api/bindings/{vhost}/e/{source}/{kind}/{destination}", Api.bindings_between,
+              ("GET", "POST")),
+            r("/api/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
+              Api.binding_one, ("GET", "DELETE")),
             r("/api/connections", Api.connections),
             r("/api/connections/{name}", Api.connection_one, ("GET", "DELETE")),
-            r("/api/channels", Api.channels),
+            r("/api/connections/{name}/channels", Api.connection_channels),
+            r("/api/vhosts/{vhost}/connections", Api.connections),
+            r("/api/channels", Api.channels), r("/api/channels/{name}", Api.channel_one),
+            r("/api/vhosts/{vhost}/channels", Api.channels),
             r("/api/consumers", Api.consumers), r("/api/consumers/{vhost}", Api.consumers),
             r("/api/definitions", Api.definitions, ("GET", "POST")),
+            r("/api/definitions/{vhost}", Api.definitions, ("GET", "POST")),
             r("/api/health/checks/alarms", Api.health_alarms),
             r("/api/health/checks/local-alarms", Api.health_alarms),
             r("/api/health/checks/virtual-hosts", Api.health_ok),
+            r("/api/health/checks/ready-to-serve-clients", Api.health_ok),
+            r("/api/health/checks/is-in-service", Api.health_ok),
+            r("/api/health/checks/below-node-connection-limit", Api.health_connection_limit),
             r("/api/health/checks/node-is-quorum-critical", Api.health_quorum),
             r("/api/health/checks/node-is-mirror-sync-critical", Api.health_quorum),
             r("/api/health/checks/port-listener/{port}", Api.health_port),
@@ -632,6 +904,12 @@ class Api:
             404: lambda request, exc: not_found().response,
             405: lambda request, exc: Response(status_code=405)})
         return RawPath(app)
+
+
+async def auth_settings(request: Request) -> Response:
+    """`/api/auth`, served without credentials: how the UI logs in (Basic, no OAuth)."""
+    return JSONResponse({"oauth_enabled": False, "oauth_client_id": "",
+                         "oauth_provider_url": ""})
 
 
 def create_app(server: Server, statistics: Statistics | None = None) -> ASGIApp:
@@ -649,6 +927,72 @@ def existing(found: T | None) -> T:
 
 def param(request: Request, name: str) -> str:
     return urllib.parse.unquote(request.path_params[name])
+
+
+KINDS = {bool: "true or false", int: "an integer", str: "a string", dict: "an object",
+         list: "a list"}
+
+
+def field(body: dict[str, Any], key: str, kind: type[T], default: T) -> T:
+    """A field of a request body, of the type it must have (`null` or absent: `default`).
+    Booleans and integers may come as strings, as rabbitmqadmin sends them."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str) and kind is bool and value in ("true", "false"):
+        return value == "true"  # type: ignore[return-value]
+    if isinstance(value, str) and kind is int and value.lstrip("-").isdigit():
+        return int(value)  # type: ignore[return-value]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise bad_request(f"'{key}' must be {KINDS[kind]}")
+    return value
+
+
+def required(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """400 naming the keys the body lacks, as RabbitMQ does: `[{key_missing,count}]`."""
+    missing = [f"{{key_missing,{key}}}" for key in keys if key not in body]
+    if missing:
+        raise bad_request(f"[{','.join(missing)}]")
+
+
+def patterns_of(body: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
+    """The regular expressions of a (topic) permission body (absent: `""`); 400 for one
+    that is not a string or does not compile."""
+    patterns = [field(body, kind, str, "") for kind in kinds]
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise bad_request(f"invalid regular expression '{pattern}': {exc}") from None
+    return patterns
+
+
+def exchange_param(request: Request, name: str) -> str:
+    """An exchange's name in a path: `amq.default` is the default exchange `""`."""
+    value = param(request, name)
+    return "" if value == "amq.default" else value
+
+
+def exists(vhost: VirtualHost, kind: str, name: str) -> bool:
+    """Is there an exchange (`""` included) or a queue of that name in the vhost?"""
+    if kind == "queue":
+        return name in vhost.queues
+    return name == "" or name in vhost.exchanges
+
+
+def between(vhost: VirtualHost, source: str, kind: str, destination: str
+            ) -> list[tuple[str, dict[str, Any]]]:
+    """(routing key, arguments) of every binding from the exchange to the queue or
+    exchange, the default exchange's implicit one included."""
+    if source == "":
+        return [(destination, {})] if kind == "queue" and destination in vhost.queues else []
+    exchange = vhost.exchanges.get(source)
+    if exchange is None:
+        return []
+    wanted = Queue if kind == "queue" else Exchange
+    return [(routing_key, arguments)
+            for (target, routing_key, _frozen), arguments in exchange.bindings.items()
+            if isinstance(target, wanted) and target.name == destination]
 
 
 def optional_param(request: Request, name: str) -> str | None:
@@ -670,10 +1014,18 @@ def model_errors() -> Iterator[None]:
         raise bad_request(detail) from None
 
 
+def flag(request: Request, name: str) -> bool:
+    """A boolean query parameter (`?disable_stats=true`)."""
+    return request.query_params.get(name) == "true"
+
+
 def listing(request: Request, items: list[dict[str, Any]]) -> Response:
     """A list as RabbitMQ serves it: `name` (substring, or regex with `use_regex`),
-    `sort`/`sort_reverse`, `columns`, and pagination with `page`/`page_size`."""
+    `sort`/`sort_reverse`, `columns`, pagination with `page`/`page_size`, and without
+    statistics with `disable_stats`."""
     query = request.query_params
+    if flag(request, "disable_stats"):
+        items = [shapes.without_stats(i) for i in items]
     total = len(items)
     name = query.get("name")
     if name:

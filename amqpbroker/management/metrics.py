@@ -30,7 +30,7 @@ from prometheus_client.core import (
 
 from amqpbroker import __version__
 from amqpbroker.management import statistics
-from amqpbroker.transport.alarms import resident_memory
+from amqpbroker.transport.alarms import ResourceLimits, resident_memory
 
 if TYPE_CHECKING:
     from amqpbroker.broker.queue import Queue
@@ -62,21 +62,34 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def _uptime() -> float:
+def uptime() -> float:
     """Seconds since this process started (since this module was loaded off Linux)."""
     try:
         with open("/proc/self/stat") as stat:
             fields = stat.read().rpartition(")")[2].split()
-        with open("/proc/uptime") as uptime:
-            system = float(uptime.read().split()[0])
+        with open("/proc/uptime") as since_boot:
+            system = float(since_boot.read().split()[0])
         return max(system - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 0.0)
     except (OSError, ValueError, IndexError):
         return time.monotonic() - _IMPORTED
 
 
-def _open_fds() -> int:
+def open_fds() -> int:
     try:
         return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_disk(limits: ResourceLimits) -> int:
+    """Free bytes where the broker writes: the data directory, or without one the
+    temporary directory (where paging spills)."""
+    try:
+        return shutil.disk_usage(limits.data_dir or tempfile.gettempdir()).free
     except OSError:
         return 0
 
@@ -235,22 +248,21 @@ class BrokerCollector:
     def _resources(self) -> Iterator[Metric]:
         limits = self.server.resources
         alarms = self.server.broker.alarms
-        try:  # without a data directory, where paging spills: the temporary directory
-            disk = shutil.disk_usage(limits.data_dir or tempfile.gettempdir()).free
-        except OSError:
-            disk = 0
         yield _gauge("rabbitmq_process_resident_memory_bytes", "Memory used in bytes",
                      _resident())
+        yield _gauge("amqpbroker_memory_used_bytes", "Memory the memory alarm counts: fixed "
+                     "overhead, queued messages in memory, connection buffers",
+                     self.server.memory.used())
         yield _gauge("rabbitmq_resident_memory_limit_bytes",
                      "Memory high watermark in bytes", limits.memory or 0)
         yield _gauge("rabbitmq_disk_space_available_bytes", "Disk space available in bytes",
-                     disk)
+                     free_disk(limits))
         yield _gauge("rabbitmq_disk_space_available_limit_bytes",
                      "Free disk space low watermark in bytes", limits.disk_free)
-        yield _gauge("rabbitmq_process_open_fds", "Open file descriptors", _open_fds())
+        yield _gauge("rabbitmq_process_open_fds", "Open file descriptors", open_fds())
         yield _gauge("rabbitmq_process_max_fds", "Open file descriptors limit",
-                     resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-        yield _gauge("rabbitmq_erlang_uptime_seconds", "Node uptime", _uptime())
+                     fd_limit())
+        yield _gauge("rabbitmq_erlang_uptime_seconds", "Node uptime", uptime())
         yield _gauge("rabbitmq_alarms_file_descriptor_limit",
                      "is 1 if file descriptor limit alarm is in effect", 0)
         yield _gauge("rabbitmq_alarms_free_disk_space_watermark",

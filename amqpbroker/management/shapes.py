@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from amqpbroker import __version__
 from amqpbroker.broker import properties
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.queue import Queue
-from amqpbroker.definitions import jsonable
+from amqpbroker.definitions import EXCHANGE_TYPES, jsonable
 
 if TYPE_CHECKING:
-    from amqpbroker.broker.access import User
+    from amqpbroker.broker.access import TopicPermission, User
     from amqpbroker.broker.channel import Channel
     from amqpbroker.broker.message import Entry
     from amqpbroker.broker.policies import Policy
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 NODE = f"rabbit@{socket.gethostname()}"
 RATE = {"rate": 0.0}
+AUTH_MECHANISMS = ("PLAIN", "AMQPLAIN")
+PLUGINS = ("rabbitmq_management", "rabbitmq_prometheus")
 RABBITMQ_NAMES = {"message_type": "type"}  # pamqp's property names that RabbitMQ spells so
 
 
@@ -256,3 +259,60 @@ def overview(product_version: str = __version__) -> dict[str, Any]:
                                       "basic": [600, 3600], "detailed": [600]},
         "statistics_db_event_queue": 0, "contexts": [],
     }
+
+
+def exchange_types() -> list[dict[str, Any]]:
+    return [{"name": t, "description": "", "enabled": True} for t in EXCHANGE_TYPES]
+
+
+def node(*, uptime: float, mem_used: int, mem_limit: int, disk_free: int,
+         disk_free_limit: int, fd_used: int, fd_total: int, sockets_used: int,
+         proc_used: int, alarms: Collection[str], db_dir: str) -> dict[str, Any]:
+    """The one node of `/api/nodes`; `uptime` in seconds (served in milliseconds)."""
+    return {
+        "name": NODE, "type": "disc", "running": True, "being_drained": False,
+        "uptime": int(uptime * 1000), "mem_used": mem_used, "mem_limit": mem_limit,
+        "mem_alarm": "memory" in alarms, "disk_free": disk_free,
+        "disk_free_limit": disk_free_limit, "disk_free_alarm": "disk" in alarms,
+        "fd_used": fd_used, "fd_total": fd_total, "sockets_used": sockets_used,
+        "sockets_total": fd_total * 9 // 10, "proc_used": proc_used, "proc_total": 1048576,
+        "processors": os.cpu_count() or 1, "run_queue": 0, "net_ticktime": 60,
+        "os_pid": str(os.getpid()), "rates_mode": "basic", "partitions": [],
+        "cluster_links": [], "exchange_types": exchange_types(),
+        "auth_mechanisms": [{"name": m, "description": "", "enabled": True}
+                            for m in AUTH_MECHANISMS],
+        "applications": [{"name": "amqpbroker", "description": "AMQP 0-9-1 broker",
+                          "version": __version__}],
+        "contexts": [], "enabled_plugins": list(PLUGINS), "log_files": [],
+        "config_files": [], "db_dir": db_dir,
+        **{f"{name}_details": dict(RATE) for name in ("mem_used", "disk_free", "fd_used",
+                                                      "sockets_used", "proc_used")},
+    }
+
+
+def topic_permission(user_name: str, vhost_name: str, t: TopicPermission) -> dict[str, Any]:
+    return {"user": user_name, "vhost": vhost_name, "exchange": t.exchange, "write": t.write,
+            "read": t.read}
+
+
+def global_parameters(cluster_id: str) -> list[dict[str, Any]]:
+    return [{"name": "cluster_name", "value": NODE},
+            {"name": "internal_cluster_id", "value": cluster_id}]
+
+
+QUEUE_BASICS = ("arguments", "auto_delete", "durable", "exclusive", "name", "node", "state",
+                "type", "vhost")
+QUEUE_TOTALS = ("messages", "messages_ready", "messages_unacknowledged")
+
+
+def without_stats(item: dict[str, Any]) -> dict[str, Any]:
+    """An object as `?disable_stats=true` serves it: no `message_stats`, no `*_details`."""
+    return {key: value for key, value in item.items()
+            if key != "message_stats" and not key.endswith("_details")}
+
+
+def queue_without_stats(item: dict[str, Any], totals: bool) -> dict[str, Any]:
+    """A queue as `?disable_stats=true` serves it, its message counts only with
+    `enable_queue_totals=true`."""
+    keys = (*QUEUE_BASICS, *QUEUE_TOTALS) if totals else QUEUE_BASICS
+    return {key: item[key] for key in sorted(keys)}

@@ -41,6 +41,27 @@ def resident_memory() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class HeldMemory:
+    """The memory figure the alarm compares with its limit: the resident size when it was
+    made (the fixed overhead), plus the queued messages in memory and what the
+    connections hold (`connection_memory`: buffers, unacked deliveries)."""
+
+    def __init__(self, broker: Broker, connection_memory: Callable[[], int]) -> None:
+        self.broker = broker
+        self.connection_memory = connection_memory
+        try:
+            self.fixed = resident_memory()
+        except (OSError, ValueError):
+            self.fixed = 0
+
+    def parts(self) -> tuple[int, int, int]:
+        """(fixed, queued messages, connections) in bytes."""
+        return self.fixed, self.broker.queued_memory(), self.connection_memory()
+
+    def used(self) -> int:
+        return sum(self.parts())
+
+
 def _update(broker: Broker, resource: str, high: bool, detail: str) -> None:
     if high != (resource in broker.alarms):
         log.warning("%s alarm %s: %s", resource, "raised" if high else "cleared", detail)
@@ -51,16 +72,14 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-async def watch_resources(broker: Broker, limits: ResourceLimits,
-                          connection_memory: Callable[[], int]) -> None:
-    """Every second, compare memory use and free disk space with their limits;
-    `connection_memory` gives the bytes the connections hold (buffers, unacked)."""
+async def watch_resources(broker: Broker, limits: ResourceLimits, memory: HeldMemory) -> None:
+    """Every second, compare memory use (`memory`) and free disk space with their
+    limits."""
     if limits.memory is None and limits.data_dir is None:
         return
-    fixed = resident_memory()
     while True:
         if limits.memory is not None:
-            queued, connections = broker.queued_memory(), connection_memory()
+            fixed, queued, connections = memory.parts()
             used = fixed + queued + connections
             _update(broker, "memory", used > limits.memory,
                     f"{_mib(used)} in use ({_mib(queued)} queued messages, "

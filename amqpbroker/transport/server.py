@@ -16,7 +16,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.amqp.connection import Limits
-from amqpbroker.transport.alarms import ResourceLimits, watch_resources
+from amqpbroker.transport.alarms import HeldMemory, ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
 from amqpbroker.transport.committer import Committer, StoreFailed
 from amqpbroker.transport.tls import Listener, TLSSettings, peer_common_name, server_context
@@ -57,6 +57,7 @@ class Server:
         self.clients: set[ClientConnection] = set()
         self.clock = broker.timers.clock
         self.resources = resources
+        self.memory = HeldMemory(broker, self.connection_memory)
         self.tls = tls
         self.tls_port = tls_port
         self.max_connections = max_connections
@@ -88,8 +89,7 @@ class Server:
             self._tasks = tasks
             tasks.start_soon(self._run_timers)
             tasks.start_soon(self.committer.run)
-            tasks.start_soon(watch_resources, self.broker, self.resources,
-                             self.connection_memory)
+            tasks.start_soon(watch_resources, self.broker, self.resources, self.memory)
             if self._tls_listener is not None:
                 tasks.start_soon(self._tls_listener.serve, self._handle, tasks)  # type: ignore[arg-type]
             task_status.started()

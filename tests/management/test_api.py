@@ -5,40 +5,12 @@ users and permissions, policies, connections closed from the API, health checks.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
-import httpx
 import pytest
-
-from amqpbroker.management.api import create_app
-from amqpbroker.testing import EmbeddedBroker, running_broker
-
-GUEST = ("guest", "guest")
-
-
-async def until(predicate: Any, what: str, timeout: float = 5.0) -> None:
-    """Poll on the event loop (the broker runs in it) until `predicate()` holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.01)
-
-
-@contextlib.asynccontextmanager
-async def management() -> AsyncIterator[tuple[EmbeddedBroker, httpx.AsyncClient]]:
-    """A broker in this test's event loop and an httpx client of its management API (one
-    task: the broker's task group must be entered and left by the same task)."""
-    async with running_broker() as broker:
-        transport = httpx.ASGITransport(app=create_app(broker.server),
-                                        client=("127.0.0.1", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:15672",
-                                     auth=GUEST) as client:
-            yield broker, client
+from support.management import management, until
 
 
 async def test_no_credentials_is_401_with_rabbitmqs_header() -> None:
@@ -220,8 +192,13 @@ async def test_publish_and_get_with_ackmodes() -> None:
             "properties": {"delivery_mode": 2, "headers": {"k": "v"}, "type": "note"}})
         assert published.json() == {"routed": True}
         unrouted = await api.post("/api/exchanges/%2F/amq.direct/publish", json={
-            "routing_key": "nowhere", "payload": "x"})
+            "routing_key": "nowhere", "payload": "x", "payload_encoding": "string",
+            "properties": {}})
         assert unrouted.json() == {"routed": False}
+        no_encoding = await api.post("/api/exchanges/%2F/amq.direct/publish", json={
+            "routing_key": "nowhere", "payload": "x", "properties": {}})
+        assert no_encoding.json() == {"error": "bad_request",
+                                      "reason": "[{key_missing,payload_encoding}]"}
         missing = await api.post("/api/exchanges/%2F/nope/publish", json={"payload": "x"})
         assert missing.json()["reason"] == "404 NOT_FOUND - no exchange 'nope' in vhost '/'"
         peek = (await api.post("/api/queues/%2F/inbox/get", json={
@@ -238,6 +215,8 @@ async def test_publish_and_get_with_ackmodes() -> None:
         assert again[0]["payload_encoding"] == "base64"
         assert again[0]["redelivered"] is True
         assert (await api.post("/api/queues/%2F/inbox/get", json={
-            "count": 1, "ackmode": "ack_requeue_false"})).json() == []
+            "count": "1", "ackmode": "ack_requeue_false", "encoding": "auto"})).json() == []
+        assert (await api.post("/api/queues/%2F/inbox/get", json={"count": 1})).json() == {
+            "error": "bad_request", "reason": "[{key_missing,ackmode},{key_missing,encoding}]"}
         assert (await api.post("/api/queues/%2F/inbox/get", json={
-            "count": 1, "ackmode": "bogus"})).status_code == 500
+            "count": 1, "ackmode": "bogus", "encoding": "auto"})).status_code == 500

@@ -25,6 +25,7 @@ GAUGES = (
     "rabbitmq_connections", "rabbitmq_channels", "rabbitmq_consumers", "rabbitmq_queues",
     *QUEUE_GAUGES,
     "rabbitmq_process_resident_memory_bytes", "rabbitmq_resident_memory_limit_bytes",
+    "amqpbroker_memory_used_bytes",
     "rabbitmq_disk_space_available_bytes", "rabbitmq_disk_space_available_limit_bytes",
     "rabbitmq_process_open_fds", "rabbitmq_process_max_fds", "rabbitmq_erlang_uptime_seconds",
     "rabbitmq_alarms_memory_used_watermark", "rabbitmq_alarms_free_disk_space_watermark",

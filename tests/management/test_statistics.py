@@ -183,6 +183,8 @@ async def test_prometheus_global_counters() -> None:
         assert samples["rabbitmq_channel_messages_published_total"] == 10
         assert samples["rabbitmq_queues_created_total"] == 1
         assert samples["rabbitmq_connections_opened_total"] >= 1
+        memory = broker.server.memory
+        assert memory.fixed <= samples["amqpbroker_memory_used_bytes"] <= memory.used()
         types = {family.name: family.type for family in text_string_to_metric_families(text)}
         assert types["rabbitmq_global_messages_received"] == "counter"
 
