@@ -515,19 +515,30 @@ def apply(broker: Broker, definitions: Definitions) -> None:
 
     Run it where the broker model runs (its event loop, or before serving). Durable
     entities it creates are recorded in the store's pending batch like any declare."""
+    for _ in steps(broker, definitions):
+        pass
+
+
+def steps(broker: Broker, definitions: Definitions) -> Iterator[None]:
+    """`apply` one object at a time: it yields after each, so that a caller on a running
+    event loop can let other work run between bounded steps."""
     _check(broker, definitions)
     for vhost in definitions.vhosts:
         broker.add_vhost(vhost.name)
+        yield
     access = broker.access
     for user in definitions.users:
         access.add_user(user.name, password_hash=user.password_hash,
                         hashing_algorithm=user.hashing_algorithm, tags=list(user.tags))
+        yield
     for permission in definitions.permissions:
         access.set_permission(permission.user, permission.vhost, permission.configure,
                               permission.write, permission.read)
+        yield
     for topic in definitions.topic_permissions:
         access.set_topic_permission(topic.user, topic.vhost, topic.exchange, topic.write,
                                     topic.read)
+        yield
     source = definitions.source
     for entry in (*definitions.policies, *definitions.operator_policies):
         policy = entry.policy
@@ -537,17 +548,20 @@ def apply(broker: Broker, definitions: Definitions) -> None:
                 policy.apply_to, policy.operator)
         except PolicyError as exc:
             raise DefinitionsError(source, entry.where, exc.detail) from None
+        yield
     for exchange in definitions.exchanges:
         with _reported(source, exchange.where):
             broker.vhosts[exchange.vhost].declare_exchange(
                 exchange.name, exchange.type, passive=False, durable=exchange.durable,
                 auto_delete=exchange.auto_delete, internal=exchange.internal,
                 arguments=copy.deepcopy(exchange.arguments))
+        yield
     for queue in definitions.queues:
         with _reported(source, queue.where):
             broker.vhosts[queue.vhost].declare_queue(
                 None, queue.name, passive=False, durable=queue.durable, exclusive=False,
                 auto_delete=queue.auto_delete, arguments=copy.deepcopy(queue.arguments))
+        yield
     for binding in definitions.bindings:
         host = broker.vhosts[binding.vhost]
         arguments = copy.deepcopy(binding.arguments)
@@ -558,6 +572,7 @@ def apply(broker: Broker, definitions: Definitions) -> None:
             else:
                 host.bind_exchange(binding.destination, binding.source, binding.routing_key,
                                    arguments)
+        yield
 
 
 @contextmanager

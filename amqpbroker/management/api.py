@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 from starlette.applications import Starlette
@@ -47,6 +48,7 @@ T = TypeVar("T")
 MANAGEMENT_TAGS = ("administrator", "monitoring", "policymaker", "management")
 MAX_BODY = 10 * 1024 * 1024
 MAX_PAGE_SIZE = 500
+IMPORT_STEP = 200  # definitions imported between yields to the event loop
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
             "reject_requeue_false")
 
@@ -769,8 +771,11 @@ class Api:
                                 else definitions.export_vhost(self.broker, name))
         body = await self.body(request, not_object="failed_to_parse_json")
         try:
-            definitions.apply(self.broker, definitions.parse(body, "definitions")
-                              if name is None else definitions.parse_vhost(body, name))
+            parsed = (definitions.parse(body, "definitions") if name is None
+                      else definitions.parse_vhost(body, name))
+            for done, _ in enumerate(definitions.steps(self.broker, parsed), 1):
+                if done % IMPORT_STEP == 0:
+                    await anyio.sleep(0)  # let connections run between bounded steps
         except definitions.DefinitionsError as exc:
             raise bad_request(str(exc)) from None
         await self.durable()

@@ -5,6 +5,7 @@ users and permissions, policies, connections closed from the API, health checks.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -220,3 +221,27 @@ async def test_publish_and_get_with_ackmodes() -> None:
             "error": "bad_request", "reason": "[{key_missing,ackmode},{key_missing,encoding}]"}
         assert (await api.post("/api/queues/%2F/inbox/get", json={
             "count": 1, "ackmode": "bogus", "encoding": "auto"})).status_code == 500
+
+
+async def test_a_large_definitions_import_lets_the_loop_run() -> None:
+    """An import of many queues runs in bounded steps: another task keeps running
+    while it goes on."""
+    async with management() as (broker, api):
+        queues = [{"name": f"q{i}", "vhost": "/", "durable": False, "auto_delete": False,
+                   "arguments": {}} for i in range(2000)]
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        start = ticks
+        response = await api.post("/api/definitions", json={"queues": queues})
+        task.cancel()
+        assert response.status_code == 204, response.text
+        assert len(broker.server.broker.vhosts["/"].queues) == 2000
+        assert ticks - start >= 5  # one at least every few hundred queues

@@ -6,34 +6,19 @@ come back in RabbitMQ's fields, with rates, samples and churn. Sampling is drive
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.management import GUEST, sampled_management
+from support.processes import free_port
 
-from amqpbroker.management.api import create_app
 from amqpbroker.management.metrics import metrics_app
-from amqpbroker.management.statistics import Statistics
 from amqpbroker.testing import EmbeddedBroker, running_broker
-from tests.support.processes import free_port
 
-GUEST = ("guest", "guest")
 TIMEOUT = 5.0
-
-
-@contextlib.asynccontextmanager
-async def management() -> AsyncIterator[tuple[EmbeddedBroker, Statistics, httpx.AsyncClient]]:
-    async with running_broker() as broker:
-        statistics = Statistics(broker.server, 5.0)
-        transport = httpx.ASGITransport(app=create_app(broker.server, statistics),
-                                        client=("127.0.0.1", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:15672",
-                                     auth=GUEST) as client:
-            yield broker, statistics, client
 
 
 async def get(api: httpx.AsyncClient, path: str) -> Any:
@@ -64,7 +49,7 @@ async def publish_consume_ack(broker: EmbeddedBroker, count: int) -> None:
 
 @pytest.mark.timeout(30)
 async def test_counts_per_queue_exchange_vhost_and_node() -> None:
-    async with management() as (broker, _, api):
+    async with sampled_management() as (broker, _, api):
         await publish_consume_ack(broker, 20)
         queue = (await get(api, "/api/queues/%2F/jobs"))["message_stats"]
         assert queue["publish"] == 20
@@ -90,7 +75,7 @@ async def test_counts_per_queue_exchange_vhost_and_node() -> None:
 
 @pytest.mark.timeout(30)
 async def test_open_channel_and_connection_stats() -> None:
-    async with management() as (broker, _, api):
+    async with sampled_management() as (broker, _, api):
         connection = await aio_pika.connect(broker.url, timeout=TIMEOUT)
         async with connection:
             channel = await connection.channel()
@@ -120,7 +105,7 @@ async def test_open_channel_and_connection_stats() -> None:
 
 @pytest.mark.timeout(30)
 async def test_rates_and_samples_between_two_samples() -> None:
-    async with (management() as (broker, statistics, api),
+    async with (sampled_management() as (broker, statistics, api),
                 await aio_pika.connect(broker.url, timeout=TIMEOUT) as connection):
         channel = await connection.channel(publisher_confirms=True)
         await channel.declare_queue("q")
@@ -146,7 +131,7 @@ async def test_rates_and_samples_between_two_samples() -> None:
 
 @pytest.mark.timeout(30)
 async def test_disable_stats_leaves_message_stats_out() -> None:
-    async with management() as (broker, _, api):
+    async with sampled_management() as (broker, _, api):
         await publish_consume_ack(broker, 3)
         queue = await get(api, "/api/queues/%2F/jobs?disable_stats=true")
         assert queue["message_stats"] == {}
@@ -154,7 +139,7 @@ async def test_disable_stats_leaves_message_stats_out() -> None:
 
 @pytest.mark.timeout(30)
 async def test_history_forgets_deleted_objects() -> None:
-    async with management() as (broker, statistics, _):
+    async with sampled_management() as (broker, statistics, _):
         async with await aio_pika.connect(broker.url, timeout=TIMEOUT) as connection:
             channel = await connection.channel()
             queue = await channel.declare_queue("gone")
