@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import fields
 
 import anyio
+from starlette.types import ASGIApp
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.buffers import PageCodec, Paging
 from amqpbroker.broker.recovery import recover
+from amqpbroker.broker.timers import Timers
 from amqpbroker.config import Settings, memory_watermark
 from amqpbroker.definitions import apply, load
 from amqpbroker.management.api import create_app
@@ -26,15 +28,16 @@ from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
 from amqpbroker.transport.http import HttpListener
-from amqpbroker.transport.server import Server
+from amqpbroker.transport.server import SHUTDOWN_GRACE, Server
 from amqpbroker.transport.tls import TLSSettings
 
 log = logging.getLogger("amqpbroker")
 
 
-def build_broker(settings: Settings) -> Broker:
-    """The broker, recovered from its data directory if it has one, with the definitions
-    file applied. Raises StoreError or DefinitionsError naming what cannot be used."""
+def build_broker(settings: Settings, timers: Timers | None = None) -> Broker:
+    """The broker (on `timers`' clock, by default the real one), recovered from its data
+    directory if it has one, with the definitions file applied. Raises StoreError or
+    DefinitionsError naming what cannot be used."""
     definitions = load(settings.definitions) if settings.definitions else None
     store = SqliteStore(settings.data_dir) if settings.data_dir else MemoryStore()
     timeout = settings.consumer_timeout
@@ -46,7 +49,7 @@ def build_broker(settings: Settings) -> Broker:
     broker = Broker(default_user=settings.default_user, default_pass=settings.default_pass,
                     default_vhost=settings.default_vhost,
                     consumer_timeout=timeout / 1000.0 if timeout else None, store=store,
-                    loopback_users=loopback_users, paging=paging)
+                    loopback_users=loopback_users, paging=paging, timers=timers)
     started = time.monotonic()
     count = recover(broker, store.load(), build_message)
     if settings.data_dir:
@@ -65,9 +68,9 @@ def connection_limits(settings: Settings) -> Limits:
     return Limits(**{field.name: getattr(settings, field.name) for field in fields(Limits)})
 
 
-def build(settings: Settings) -> Server:
+def build(settings: Settings, timers: Timers | None = None) -> Server:
     """The broker and its server."""
-    broker = build_broker(settings)
+    broker = build_broker(settings, timers)
     limits = connection_limits(settings)
     resources = ResourceLimits(
         memory=memory_watermark(settings.memory_high_watermark, total_memory()),
@@ -83,15 +86,19 @@ def build(settings: Settings) -> Server:
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Server]:
-    """Serve in the background of the current event loop until the block exits."""
-    server = build(settings)
+async def running(settings: Settings, *, timers: Timers | None = None,
+                  shutdown_grace: float = SHUTDOWN_GRACE,
+                  control_app: ASGIApp | None = None) -> AsyncIterator[Server]:
+    """Serve in the background of the current event loop until the block exits; then give
+    the clients `shutdown_grace` seconds to answer their Close. `control_app` is served
+    under `/api/test` on the management port."""
+    server = build(settings, timers)
     listeners: list[HttpListener] = []
     statistics = Statistics(server, settings.collect_statistics_interval / 1000)
     try:
         if settings.management_port:
-            listeners.append(HttpListener(create_app(server, statistics), settings.host,
-                                          settings.management_port))
+            listeners.append(HttpListener(create_app(server, statistics, control_app),
+                                          settings.host, settings.management_port))
         if settings.prometheus_port:
             listeners.append(HttpListener(metrics_app(server), settings.host,
                                           settings.prometheus_port))
@@ -112,7 +119,7 @@ async def running(settings: Settings) -> AsyncIterator[Server]:
         finally:
             for listener in listeners:
                 listener.close()
-            await server.shutdown()
+            await server.shutdown(shutdown_grace)
             server.broker.store.close()
             tasks.cancel_scope.cancel()  # the statistics sampler
 
@@ -133,12 +140,14 @@ async def serve_until_signalled(settings: Settings) -> None:
                 break
 
 
-def run(settings: Settings) -> None:
-    """Run the broker in the foreground until SIGINT or SIGTERM (uvloop when installed)."""
+def run(settings: Settings,
+        main: Callable[[Settings], Awaitable[None]] = serve_until_signalled) -> None:
+    """Run `main` (by default: the broker until SIGINT or SIGTERM) in the foreground, on
+    uvloop when it is installed."""
     try:
         import uvloop  # noqa: F401
 
         options = {"use_uvloop": True}
     except ImportError:
         options = {}
-    anyio.run(serve_until_signalled, settings, backend="asyncio", backend_options=options)
+    anyio.run(main, settings, backend="asyncio", backend_options=options)

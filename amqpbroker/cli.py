@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from amqpbroker import __version__, definitions
 from amqpbroker.app import build_broker, run
 from amqpbroker.config import ConfigError, Settings, load_file, memory_watermark
+from amqpbroker.control.http import serve_controlled
 from amqpbroker.ctl import ctl
 from amqpbroker.definitions import DefinitionsError
 from amqpbroker.store.sqlite import FILE_NAME as STORE_FILE
@@ -34,6 +35,7 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "management_port": click.IntRange(0, 65535),
     "prometheus_port": click.IntRange(0, 65535),
     "collect_statistics_interval": click.IntRange(1),
+    "control_port": click.IntRange(0, 65535),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
     "channel_max": click.IntRange(1, 65535),
     "frame_max": click.IntRange(4096, 2**31 - 1),
@@ -105,7 +107,8 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run(settings)
+        controlled = settings.control_port or settings.test_control
+        run(settings, serve_controlled) if controlled else run(settings)
     except (StoreError, ConfigError, DefinitionsError, TLSFilesError) as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -117,6 +120,8 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                 asked.append(f"the management port {settings.management_port}")
             if settings.prometheus_port:
                 asked.append(f"the Prometheus port {settings.prometheus_port}")
+            if settings.control_port:
+                asked.append(f"the control port {settings.control_port}")
             ports = ", ".join(asked[:-1]) + (" or " if len(asked) > 1 else "") + asked[-1]
             _fail(f"cannot listen on {settings.host} ({ports}): address already in use")
         _fail(f"cannot start: {exc.strerror or exc}"

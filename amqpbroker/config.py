@@ -64,6 +64,11 @@ class Settings:
     prometheus_port: int = _setting(15692, "Prometheus metrics port (0: off).")
     collect_statistics_interval: int = _setting(5000, "Milliseconds between the samples "
                                                       "that message rates come from.")
+    control_port: int = _setting(0, "Test control HTTP port (0: off): inspection, clock and "
+                                    "faults as JSON under /api/test/, with no login; for "
+                                    "test brokers only.")
+    test_control: bool = _setting(False, "Serve the test control under /api/test/ on the "
+                                         "management port too (no login; tests only).")
 
 
 PATHS = ("definitions", "data_dir", "tls_cert", "tls_key", "tls_ca")

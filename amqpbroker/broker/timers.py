@@ -2,7 +2,8 @@
 
 Every deadline (message TTL, queue expiry, delayed messages, consumer timeouts) is a
 `Timer` here; the transport sleeps until `next_deadline()` and then calls `run_due()`.
-Tests pass their own clock and advance it instead of sleeping.
+With a `VirtualClock` the broker's time can also be moved on at once (`advance`): what
+falls due on the way runs deadline by deadline, in order, as if the time had passed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,21 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+
+
+class VirtualClock:
+    """Real time plus an offset that `Timers.advance` moves forward (never back)."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def wall(self) -> float:
+        return time.time() + self.offset
 
 
 class Timers:
@@ -55,6 +71,24 @@ class Timers:
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
+
+    def advance(self, seconds: float, settle: Callable[[], None]) -> None:
+        """Move a `VirtualClock` on by `seconds`: stop at each deadline on the way, run
+        what is due there, then `settle()` (deliver what became ready) before the next."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise TypeError("this broker runs on the real clock; it cannot be advanced")
+        if seconds < 0:
+            raise ValueError("the clock cannot go back")
+        final = clock.offset + seconds
+        target = clock() + seconds
+        while (deadline := self.next_deadline()) is not None and deadline <= target:
+            clock.offset = max(clock.offset, deadline - time.monotonic())
+            self.run_due(clock())
+            settle()
+        clock.offset = max(clock.offset, final)
+        self.run_due(clock())
+        settle()
 
     def run_due(self, now: float) -> None:
         """Run every timer whose time has come, earliest first."""

@@ -26,7 +26,7 @@ from pamqp.header import ContentHeader
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amqpbroker import definitions, errors
@@ -834,10 +834,11 @@ class Api:
                 return refused.response
         return Route(path, endpoint, methods=list(methods))
 
-    def app(self) -> ASGIApp:
+    def app(self, control: ASGIApp | None = None) -> ASGIApp:
         rw = ("GET", "PUT", "DELETE")
         r = self.route
-        routes = [
+        routes: list[BaseRoute] = [Mount("/api/test", control)] if control else []
+        routes += [
             Route("/api/auth", auth_settings),
             r("/api/overview", Api.overview), r("/api/whoami", Api.whoami),
             r("/api/nodes", Api.nodes), r("/api/nodes/{name}", Api.node_one),
@@ -917,10 +918,12 @@ async def auth_settings(request: Request) -> Response:
                          "oauth_provider_url": ""})
 
 
-def create_app(server: Server, statistics: Statistics | None = None) -> ASGIApp:
+def create_app(server: Server, statistics: Statistics | None = None,
+               control: ASGIApp | None = None) -> ASGIApp:
     """The management API of a running server, as an ASGI app; its rates come from
-    `statistics`' samples (by default an unsampled history: every rate 0.0)."""
-    return Api(server, statistics or Statistics(server, 5.0)).app()
+    `statistics`' samples (by default an unsampled history: every rate 0.0). `control`,
+    if given, is served under `/api/test` (test brokers only: it asks for no login)."""
+    return Api(server, statistics or Statistics(server, 5.0)).app(control)
 
 
 def existing(found: T | None) -> T:

@@ -422,8 +422,9 @@ class ClientConnection:
     def shutdown_on_error(self, reason: str) -> None:
         self._fail(errors.AMQPConnectionError(errors.INTERNAL_ERROR, reason))
 
-    def shutdown(self, reason: str) -> None:
-        self._fail(errors.AMQPConnectionError(errors.CONNECTION_FORCED, reason))
+    def shutdown(self, reason: str, code: int = errors.CONNECTION_FORCED) -> None:
+        """Close the connection from the server side (320 CONNECTION_FORCED unless told)."""
+        self._fail(errors.AMQPConnectionError(code, reason))
 
 
 _COMMANDS: dict[type, Callable[[ClientConnection, Any], None]] = {

@@ -3,6 +3,10 @@
 Each connection runs in its own task group inside its own exception boundary: whatever
 goes wrong with one peer ends that connection only. The tasks talk to the connection's
 owner (`bridge.ClientConnection`) and to nothing behind it.
+
+Connections (heartbeats, handshake timeouts) run on the real clock, whatever clock the
+broker's timers use. For test suites the server can also refuse new connections for a
+while, drop one connection's socket without a close, and move the broker's clock on.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import socket
+import struct
+import time
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
@@ -24,7 +31,8 @@ from amqpbroker.transport.tls import Listener, TLSSettings, peer_common_name, se
 log = logging.getLogger("amqpbroker.server")
 
 READ_SIZE = 256 * 1024
-SHUTDOWN_GRACE = 2.0
+SHUTDOWN_GRACE = 2.0  # how long a shutdown waits for clients to answer their Close
+FLUSH_GRACE = 0.02  # how long an instant shutdown lets the Close frames go out
 TLS_HANDSHAKE_TIMEOUT = 5.0  # RabbitMQ's ssl_handshake_timeout
 
 
@@ -55,7 +63,9 @@ class Server:
         self.port = port
         self.limits = limits
         self.clients: set[ClientConnection] = set()
-        self.clock = broker.timers.clock
+        self.clock = time.monotonic
+        self.refusing_until = 0.0
+        self._streams: dict[ClientConnection, SocketStream] = {}
         self.resources = resources
         self.memory = HeldMemory(broker, self.connection_memory)
         self.tls = tls
@@ -126,14 +136,38 @@ class Server:
         else:
             self._unblocked.set()
 
-    async def shutdown(self) -> None:
-        """Tell every client 320 CONNECTION_FORCED, give them a moment, then stop."""
+    def advance_clock(self, seconds: float) -> None:
+        """Move the broker's (virtual) clock on: what falls due runs in deadline order."""
+        self.broker.timers.advance(seconds, self.broker.dispatch_ready)
+        self.committer.kick()
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Close new connections at once for `seconds` (0: accept again)."""
+        self.refusing_until = self.clock() + seconds
+
+    def drop(self, client: ClientConnection) -> None:
+        """Reset one client's socket with no Close: to the client, a network failure."""
+        stream = self._streams.get(client)
+        if stream is None:
+            return
+        sock = stream.extra(SocketAttribute.raw_socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Tell every client 320 CONNECTION_FORCED and give them `grace` seconds to
+        answer, then stop. With no grace the Close frames are only sent, not awaited."""
         self._closing = True
         for client in list(self.clients):
             client.shutdown("broker forced connection closure with reason 'shutdown'")
-        with anyio.move_on_after(SHUTDOWN_GRACE):
-            if self.clients:
-                await self._all_gone.wait()
+        if grace:
+            with anyio.move_on_after(grace):
+                if self.clients:
+                    await self._all_gone.wait()
+        else:
+            with anyio.move_on_after(FLUSH_GRACE):
+                while any(client.has_output for client in self.clients):
+                    await anyio.sleep(0)
         with anyio.move_on_after(SHUTDOWN_GRACE):
             await self.committer.flush()
         if self._tasks is not None:
@@ -141,7 +175,7 @@ class Server:
 
     async def _handle(self, stream: SocketStream) -> None:
         full = self.max_connections is not None and len(self.clients) >= self.max_connections
-        if self._closing or full:
+        if self._closing or full or self.clock() < self.refusing_until:
             if full:
                 log.warning("connection refused: the limit of %d connections is reached",
                             self.max_connections)
@@ -160,6 +194,7 @@ class Server:
                                   external_user=peer_common_name(stream))
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
+        self._streams[client] = stream
         self.broker.churn.connection_created += 1
         try:
             async with stream, anyio.create_task_group() as tasks:
@@ -171,6 +206,7 @@ class Server:
         finally:
             client.connection_lost("connection closed")
             self.clients.discard(client)
+            self._streams.pop(client, None)
             self.broker.churn.connection_closed += 1
             log.info("%s: connection closed: %s", peer, client.close_reason)
             if self._closing and not self.clients:
