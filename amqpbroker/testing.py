@@ -195,7 +195,7 @@ class BrokerView:
     # --- connection faults ---------------------------------------------------------------
 
     def close_connection(self, connection: Connection, code: int = 320,
-                         text: str = "CONNECTION_FORCED - closed by the test") -> None:
+                         text: str = "closed by the test") -> None:
         """Close a connection from the broker with `code` and `text`."""
         self.call(self._controller.close_connection, _name(connection), code, text)
 

@@ -121,7 +121,7 @@ class Controller:
     # --- faults --------------------------------------------------------------------------
 
     def close_connection(self, name: str, code: int = 320,
-                         text: str = "CONNECTION_FORCED - closed by the test") -> None:
+                         text: str = "closed by the test") -> None:
         """Close a connection from the server side with `code` (320 CONNECTION_FORCED)."""
         inspection.client_named(self.server, name).shutdown(text, code)
 

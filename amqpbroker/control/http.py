@@ -172,7 +172,7 @@ class ControlApi:
         body = await _body(request)
         self.controller.close_connection(
             _text(body, "name"), int(_number(body, "code", 320)),
-            _text(body, "text", "CONNECTION_FORCED - closed by the test"))
+            _text(body, "text", "closed by the test"))
 
     async def drop(self, request: Request) -> Any:
         self.controller.drop_connection(_text(await _body(request), "name"))

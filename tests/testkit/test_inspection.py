@@ -105,7 +105,7 @@ def test_a_wait_that_times_out_says_what_the_queue_holds(amqp_broker: EmbeddedBr
     channel.queue_declare("jobs")
     for body in (b"one", b"two", b"three"):
         channel.basic_publish("", "jobs", body)
-    method, _, _ = channel.basic_get("jobs")
+    channel.basic_get("jobs")
     amqp_broker.wait_for_queue_depth("jobs", 3)
     with pytest.raises(AssertionError) as raised:
         amqp_broker.wait_for_queue_depth("jobs", 5, timeout=0.1)
