@@ -36,4 +36,8 @@ class HttpListener:
         await self.server.serve(sockets=[self.sock])
 
     def close(self) -> None:
+        """Stop listening at once (the port is free again on return), then wind down."""
         self.server.should_exit = True
+        for server in getattr(self.server, "servers", ()):
+            server.close()
+        self.sock.close()
