@@ -4,8 +4,9 @@
   `@pytest.mark.amqpbroker(**settings)` marker); `amqp_url` is its URL.
 - `amqp_session_broker`: one broker for the whole session (one per xdist worker), and
   `amqp_vhost`: a fresh vhost on it for one test, deleted at teardown.
-- `pika_connection` and `aio_pika_connection`: a connected client on the test's vhost,
-  offered when pika, or aio-pika with pytest-asyncio, is installed.
+- `pika_connection` and `aio_pika_connection`: a connected client on the test's vhost
+  (on the test's `amqp_broker` if it has one), offered when pika, or aio-pika with
+  pytest-asyncio, is installed.
 
 With `--amqp-url URL` (or `AMQP_URL`) the client fixtures and `amqp_url` use that broker,
 e.g. a real RabbitMQ in CI; the fixtures that need the embedded broker skip.
@@ -84,10 +85,13 @@ def amqp_vhost(amqp_session_broker: EmbeddedBroker) -> Iterator[BrokerView]:
 
 
 def _client_url(request: pytest.FixtureRequest) -> str:
+    """Where a client fixture connects: `--amqp-url`, else the test's own `amqp_broker`
+    if it uses one, else a fresh vhost on the session broker."""
     external = _external(request.config)
     if external:
         return external
-    view: BrokerView = request.getfixturevalue("amqp_vhost")
+    fixture = "amqp_broker" if "amqp_broker" in request.fixturenames else "amqp_vhost"
+    view: BrokerView = request.getfixturevalue(fixture)
     return view.url
 
 

@@ -149,6 +149,14 @@ class ControlApi:
             await anyio.sleep(POLL)
         return result
 
+    def about(self, request: Request) -> Any:
+        """Where the broker listens and how far its clock was moved on."""
+        settings = self.controller.settings
+        return {"url": f"amqp://{settings.default_user}:{settings.default_pass}@"
+                       f"{settings.host}:{settings.port}/",
+                "host": settings.host, "port": settings.port,
+                "clock_offset": self.controller.clock.offset}
+
     def confirms(self, request: Request) -> Any:
         vhost = request.query_params.get("vhost", "/")
         return {"outstanding": inspection.confirms_outstanding(self.controller.server, vhost)}
@@ -202,6 +210,7 @@ class ControlApi:
             return Route(path, _answer(handler), methods=list(methods or ("GET",)))
         read = self._read
         routes = [
+            route("/broker", self.about),
             route("/queues", read(inspection.queues)),
             route("/queue", read(inspection.queue, "queue")),
             route("/messages", read(inspection.messages, "queue")),
