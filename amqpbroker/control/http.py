@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -78,8 +79,9 @@ async def _body(request: Request) -> dict[str, Any]:
 
 def _number(body: dict[str, Any], key: str, default: float | None = None) -> float:
     value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise Refused(400, "bad_request", f"'{key}' must be a number of at least 0")
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value < 0):
+        raise Refused(400, "bad_request", f"'{key}' must be a finite number of at least 0")
     return float(value)
 
 

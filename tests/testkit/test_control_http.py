@@ -121,6 +121,8 @@ def test_bad_requests(broker: Broker) -> None:
     assert broker.http.post("wait", content=b"{not json").status_code == 400
     assert broker.http.post("wait", json={"condition": "sunrise"}).status_code == 400
     assert broker.http.post("clock/advance", json={"seconds": "soon"}).status_code == 400
+    assert broker.http.post("clock/advance", content=b'{"seconds": NaN}').status_code == 400
+    assert broker.http.post("clock/advance", json={"seconds": -1}).status_code == 400
     assert broker.http.post("connections/drop", json={"name": "x"}).status_code == 404
 
 
