@@ -1,8 +1,9 @@
-"""The TCP listener and the per-connection tasks: reader, writer and deadline ticker.
+"""The TCP listeners and the per-connection tasks: reader, writer and deadline ticker.
 
 Each connection runs in its own task group inside its own exception boundary: whatever
 goes wrong with one peer ends that connection only. The tasks talk to the connection's
-owner (`bridge.ClientConnection`) and to nothing behind it.
+owner (`bridge.ClientConnection` for AMQP; the owner of another protocol's `Frontend`,
+through `owner.Owner`) and to nothing behind it.
 
 Connections (heartbeats, handshake timeouts) run on the real clock, whatever clock the
 broker's timers use. For test suites the server can also refuse new connections for a
@@ -11,6 +12,8 @@ while, drop one connection's socket without a close, and move the broker's clock
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 import logging
 import math
@@ -26,6 +29,7 @@ from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.transport.alarms import HeldMemory, ResourceLimits, watch_resources
 from amqpbroker.transport.bridge import ClientConnection
 from amqpbroker.transport.committer import Committer, StoreFailed
+from amqpbroker.transport.owner import Frontend, OwnerFactory
 from amqpbroker.transport.tls import Listener, TLSSettings, peer_common_name, server_context
 
 log = logging.getLogger("amqpbroker.server")
@@ -57,7 +61,8 @@ class Server:
 
     def __init__(self, broker: Broker, limits: Limits, *, host: str, port: int,
                  resources: ResourceLimits, tls: TLSSettings | None = None,
-                 tls_port: int = 5671, max_connections: int | None = None) -> None:
+                 tls_port: int = 5671, max_connections: int | None = None,
+                 frontends: tuple[Frontend, ...] = ()) -> None:
         self.broker = broker
         self.host = host
         self.port = port
@@ -71,6 +76,10 @@ class Server:
         self.tls = tls
         self.tls_port = tls_port
         self.max_connections = max_connections
+        self.frontends = frontends
+        self.frontend_ports: dict[str, int] = {}  # the other protocols' bound ports
+        self._frontend_listeners: list[tuple[anyio.abc.Listener[SocketStream],
+                                             OwnerFactory]] = []
         self._tls_listener: Listener | None = None
         self.committer = Committer(broker.store)
         self._unblocked = anyio.Event()
@@ -92,16 +101,39 @@ class Server:
             self.tls_port = tcp.extra(SocketAttribute.local_port)
             self._tls_listener = Listener(tcp, context, standard_compatible=False,
                                           handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        try:
+            for frontend in self.frontends:
+                if frontend.port:
+                    listener = await anyio.create_tcp_listener(local_host=self.host,
+                                                               local_port=frontend.port)
+                    self.frontend_ports[frontend.name] = listener.extra(
+                        SocketAttribute.local_port)
+                    self._frontend_listeners.append((listener, frontend.factory))
+        except OSError:
+            for opened in self._listeners():
+                await opened.aclose()
+            raise
+
+    def _listeners(self) -> list[anyio.abc.Listener[SocketStream]]:
+        """The plain TCP listeners: AMQP's and the other protocols'."""
+        return [self._listener] + [listener for listener, _ in self._frontend_listeners]
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Accept connections until `shutdown`; `listen` must have been called."""
-        async with self._listener, anyio.create_task_group() as tasks:
+        async with contextlib.AsyncExitStack() as stack:
+            for listener in self._listeners():
+                await stack.enter_async_context(listener)
+            tasks = await stack.enter_async_context(anyio.create_task_group())
             self._tasks = tasks
             tasks.start_soon(self._run_timers)
             tasks.start_soon(self.committer.run)
             tasks.start_soon(watch_resources, self.broker, self.resources, self.memory)
             if self._tls_listener is not None:
                 tasks.start_soon(self._tls_listener.serve, self._handle, tasks)  # type: ignore[arg-type]
+            for listener, factory in self._frontend_listeners:
+                tasks.start_soon(functools.partial(
+                    listener.serve, functools.partial(self._handle, factory=factory),
+                    task_group=tasks))
             task_status.started()
             await self._listener.serve(self._handle, task_group=tasks)
 
@@ -173,7 +205,8 @@ class Server:
         if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
 
-    async def _handle(self, stream: SocketStream) -> None:
+    async def _handle(self, stream: SocketStream,
+                      factory: OwnerFactory = ClientConnection) -> None:
         full = self.max_connections is not None and len(self.clients) >= self.max_connections
         if self._closing or full or self.clock() < self.refusing_until:
             if full:
@@ -189,9 +222,9 @@ class Server:
         except (TypeError, ValueError):
             peer, loopback = "unknown", False
         wakeup, rearm = _Wakeup(), _Wakeup()
-        client = ClientConnection(self.broker, self.limits, peer=peer, now=self.clock(),
-                                  wake=wakeup.set, rearm=rearm.set, loopback=loopback,
-                                  external_user=peer_common_name(stream))
+        client = factory(self.broker, self.limits, peer=peer, now=self.clock(),
+                         wake=wakeup.set, rearm=rearm.set, loopback=loopback,
+                         external_user=peer_common_name(stream))
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
         self._streams[client] = stream
