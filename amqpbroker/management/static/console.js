@@ -191,7 +191,10 @@
       await refreshCommon();
       if (gen !== view.gen) return;
       await view.page.refresh(...view.params);
-      if (gen === view.gen) live('.page-error', '');
+      if (gen === view.gen) {
+        live('.page-error', '');
+        $('#main').dataset.refreshed = 'yes'; // the view shows the API's figures
+      }
     } catch (e) {
       if (gen === view.gen && !(e instanceof ApiError && e.status === 401 && !session.auth)) {
         live('.page-error', html`<p class="error">${e.message}</p>`);
@@ -262,6 +265,8 @@
     view.gen += 1;
     view.busy = false;
     const main = $('#main');
+    main.dataset.view = location.hash || '#/';
+    delete main.dataset.refreshed;
     if (!name) {
       view.page = null;
       main.innerHTML = part(html`<h1>Not found</h1><p>There is no page at ${location.hash}.
@@ -393,6 +398,7 @@
     for (let i = 0; i <= ticks; i += 1) {
       const x = left + (w * i) / ticks;
       const ago = Math.round((ageSeconds * (ticks - i)) / ticks);
+      g.textAlign = i === 0 ? 'left' : i === ticks ? 'right' : 'center';
       g.fillText(ago ? `-${ago}s` : 'now', x, top + h + 6);
     }
     const x = (t) => left + ((t - oldest) / (newest - oldest)) * w;
@@ -420,11 +426,13 @@
     }
   }
 
+  // The top of a y axis with four gridlines at round values.
   function niceCeiling(v) {
-    if (v <= 0) return 1;
-    const power = 10 ** Math.floor(Math.log10(v));
-    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= v) return step * power;
-    return 10 * power;
+    if (v <= 0) return 4;
+    const quarter = v / 4;
+    const power = 10 ** Math.floor(Math.log10(quarter));
+    for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= quarter) return 4 * step * power;
+    return 40 * power;
   }
   const formatAxis = (v) => (v >= 1000 ? `${(v / 1000).toLocaleString('en-US', { maximumFractionDigits: 1 })}k`
     : v.toLocaleString('en-US', { maximumFractionDigits: 1 }));
@@ -665,7 +673,7 @@
         <form data-form="add-exchange" class="grid">
           ${vhostField()}
           <label>Name <input name="name" required autocomplete="off"></label>
-          <label>Type <select name="type">${exchangeTypes().map((t) => html`<option>${t}</option>`)}</select></label>
+          <label>Type <select name="type">${exchangeTypes().map((t) => html`<option value="${t}">${t}</option>`)}</select></label>
           <label>Durability <select name="durable"><option value="true">Durable</option><option value="false">Transient</option></select></label>
           <label>Auto delete <select name="auto_delete"><option value="false">No</option><option value="true">Yes</option></select></label>
           <label>Internal <select name="internal"><option value="false">No</option><option value="true">Yes</option></select></label>
