@@ -36,10 +36,11 @@ from selenium.common.exceptions import (  # noqa: E402
     StaleElementReferenceException,
 )
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 GUEST = ("guest", "guest")
@@ -66,12 +67,26 @@ class Console:
     def finds(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
+    def shown(self, css: str) -> str | None:
+        """The rendered text of the element, None if there is none (one round trip)."""
+        return self.driver.execute_script(  # type: ignore[no-any-return]
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+            css)
+
+    def has(self, css: str) -> bool:
+        return self.shown(css) is not None
+
+    def names(self, css: str) -> list[str]:
+        """The `data-name` of every element `css` selects."""
+        return self.driver.execute_script(  # type: ignore[no-any-return]
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.dataset.name)", css)
+
     def text(self, css: str, expected: str) -> None:
         """Wait until the element's text is `expected`."""
-        self.until(lambda d: self.find(css).text.strip() == expected)
+        self.until(lambda d: (self.shown(css) or "").strip() == expected)
 
     def contains(self, css: str, expected: str) -> None:
-        self.until(lambda d: expected in self.find(css).text)
+        self.until(lambda d: expected in (self.shown(css) or ""))
 
     def click(self, css: str) -> None:
         """Click the element once the page shows it."""
@@ -79,22 +94,31 @@ class Console:
         self.find(css).click()
 
     def go(self, fragment: str) -> None:
-        """Show a view (`#/queues`), drawn afresh even if it is the one shown."""
+        """Show a view (`#/queues`), drawn afresh even if it is the one shown, and wait
+        until it shows the API's figures."""
         self.driver.execute_script(
             "if (location.hash === arguments[0]) "
             "window.dispatchEvent(new HashChangeEvent('hashchange'));"
             "else location.hash = arguments[0];", fragment)
-        self.until(lambda d: self.find("#main").get_attribute("data-view") == fragment
-                   and self.find("#main").get_attribute("data-refreshed") == "yes")
+        self.until(lambda d: d.execute_script(
+            "const m = document.getElementById('main');"
+            "return m.dataset.view === arguments[0] && m.dataset.refreshed === 'yes'",
+            fragment))
 
     def fill(self, form: str, **fields: str) -> None:
-        for name, value in fields.items():
-            field = self.find(f'{form} [name="{name}"]')
-            if field.tag_name == "select":
-                Select(field).select_by_value(value)
-            else:
-                field.clear()
-                field.send_keys(value)
+        """Set the form's fields as a user would leave them (input and change events
+        fired); a select must offer the value. One round trip for the whole form."""
+        self.until(lambda d: self.has(form))
+        self.driver.execute_script("""
+            const form = document.querySelector(arguments[0]);
+            for (const [name, value] of Object.entries(arguments[1])) {
+              const field = form.querySelector(`[name="${name}"]`);
+              if (!field) throw new Error(`no field ${name}`);
+              field.value = value;
+              if (field.value !== value) throw new Error(`${name} cannot be ${value}`);
+              field.dispatchEvent(new Event('input', {bubbles: true}));
+              field.dispatchEvent(new Event('change', {bubbles: true}));
+            }""", form, fields)
 
     def submit(self, form: str, **fields: str) -> None:
         self.fill(form, **fields)
@@ -109,8 +133,12 @@ class Console:
             "return !document.getElementById('app').hidden"))
 
     def login(self, user: str = "guest", password: str = "guest") -> None:
-        self.fill('form[name="login"]', username=user, password=password)
-        self.find('form[name="login"] button').click()
+        """Type the credentials into the login form and press Enter."""
+        for name, value in (("username", user), ("password", password)):
+            field = self.find(f'form[name="login"] [name="{name}"]')
+            field.clear()
+            field.send_keys(value)
+        field.send_keys(Keys.ENTER)
 
 
 @pytest.fixture(scope="module")
@@ -187,22 +215,23 @@ def test_the_overview_renders_totals_node_health_and_charts(console: Console) ->
         for _ in range(3):
             channel.basic_publish("", "overview-q", b"x")
         channel.queue_declare("overview-q", passive=True)  # a round trip: all are queued
+        console.go("#/")
 
         def same_as_api(_: WebDriver) -> bool:
             totals = console.api.get("/api/overview").json()
-            return (console.find('[data-total="queues"] dd').text
+            return (console.shown('[data-total="queues"] dd')
                     == str(totals["object_totals"]["queues"])
-                    and console.find('[data-total="connections"] dd').text
+                    and console.shown('[data-total="connections"] dd')
                     == str(totals["object_totals"]["connections"])
-                    and console.find('[data-total="messages"] dd').text
+                    and console.shown('[data-total="messages"] dd')
                     == str(totals["queue_totals"]["messages"]))
 
         console.until(same_as_api)
-        assert int(console.find('[data-total="messages"] dd').text) >= 3
-        assert int(console.find('[data-total="connections"] dd').text) >= 1
+        assert int(console.shown('[data-total="messages"] dd')) >= 3
+        assert int(console.shown('[data-total="connections"] dd')) >= 1
         console.contains("#node", "running, no alarms")
         assert console.find("#queued-chart").tag_name == "canvas"
-        console.until(lambda d: console.find('#rates-chart-legend [data-series="Publish"]'))
+        console.until(lambda d: console.has('#rates-chart-legend [data-series="Publish"]'))
         listeners = console.find("#listeners").text
         assert str(console.broker.port) in listeners
     finally:
@@ -214,7 +243,7 @@ def test_a_queue_added_published_to_read_and_purged_from_the_pages(console: Cons
     console.go("#/queues")
     console.submit('form[data-form="add-queue"]', name="console-jobs", durable="false")
     console.contains('form[data-form="add-queue"] .result', "Queue console-jobs added")
-    console.until(lambda d: console.find('#queues tr[data-name="console-jobs"]'))
+    console.until(lambda d: console.has('#queues tr[data-name="console-jobs"]'))
     assert console.api.get("/api/queues/%2F/console-jobs").json()["durable"] is False
     console.click('#queues tr[data-name="console-jobs"] a')
     console.until(lambda d: d.execute_script("return location.hash")
@@ -249,7 +278,7 @@ def test_a_queue_added_published_to_read_and_purged_from_the_pages(console: Cons
     console.click('form[data-form="delete-queue"] button')
     console.accept()
     console.until(lambda d: d.execute_script("return location.hash") == "#/queues")
-    console.until(lambda d: not console.finds('#queues tr[data-name="console-jobs"]'))
+    console.until(lambda d: not console.has('#queues tr[data-name="console-jobs"]'))
     assert console.api.get("/api/queues/%2F/console-jobs").status_code == 404
 
 
@@ -260,18 +289,16 @@ def test_the_queue_list_filters_and_pages(console: Console) -> None:
     try:
         console.go("#/queues")
         console.fill('form[data-filter="queues"]', name="paged-")
-        console.until(lambda d: len(console.finds("#queues tbody tr[data-name]")) == 12)
+        console.until(lambda d: len(console.names("#queues tbody tr[data-name]")) == 12)
         console.fill('form[data-filter="queues"]', size="10")
-        console.until(lambda d: len(console.finds("#queues tbody tr[data-name]")) == 10)
+        console.until(lambda d: len(console.names("#queues tbody tr[data-name]")) == 10)
         console.contains('form[data-filter="queues"] .pager', "of 2")
-        Select(console.find('select[data-pager="queues"]')).select_by_value("2")
-        console.until(lambda d: [r.get_attribute("data-name") for r in
-                                 console.finds("#queues tbody tr[data-name]")]
+        console.fill('form[data-filter="queues"]', page="2")
+        console.until(lambda d: console.names("#queues tbody tr[data-name]")
                       == ["paged-10", "paged-11"])
         console.click('form[data-filter="queues"] [name="regex"]')
         console.fill('form[data-filter="queues"]', name="^paged-0[35]$")
-        console.until(lambda d: [r.get_attribute("data-name") for r in
-                                 console.finds("#queues tbody tr[data-name]")]
+        console.until(lambda d: console.names("#queues tbody tr[data-name]")
                       == ["paged-03", "paged-05"])
     finally:
         for name in names:
@@ -286,7 +313,7 @@ def test_a_refresh_keeps_what_the_user_is_typing(console: Console) -> None:
     field.send_keys("half-typed")
     assert console.api.put("/api/queues/%2F/appears-meanwhile", json={}).status_code == 201
     try:
-        console.until(lambda d: console.find('#queues tr[data-name="appears-meanwhile"]'))
+        console.until(lambda d: console.has('#queues tr[data-name="appears-meanwhile"]'))
         assert field.get_attribute("value") == "half-typed"
         assert console.driver.switch_to.active_element == field
     finally:
@@ -328,9 +355,9 @@ def test_an_exchange_added_bound_and_published_to_by_routing_key(console: Consol
     assert console.api.put("/api/queues/%2F/audit", json={}).status_code == 201
     try:
         console.go("#/exchanges")
-        console.until(lambda d: console.find('#exchanges tr[data-name="amq.topic"]'))
+        console.until(lambda d: console.has('#exchanges tr[data-name="amq.topic"]'))
         console.submit('form[data-form="add-exchange"]', name="console-events", type="topic")
-        console.until(lambda d: console.find('#exchanges tr[data-name="console-events"]'))
+        console.until(lambda d: console.has('#exchanges tr[data-name="console-events"]'))
         assert console.api.get("/api/exchanges/%2F/console-events").json()["type"] == "topic"
         console.click('#exchanges tr[data-name="console-events"] a')
         console.contains("#exchange-info", "topic")
@@ -365,13 +392,13 @@ def test_the_admin_pages_add_a_user_a_vhost_a_permission_and_a_policy(
     console.go("#/admin/users")
     console.submit('form[data-form="add-user"]', name="carol", password="s3cret",
                    tags="monitoring")
-    console.until(lambda d: console.find('#users tr[data-name="carol"]'))
+    console.until(lambda d: console.has('#users tr[data-name="carol"]'))
     assert console.api.get("/api/users/carol").json()["tags"] == ["monitoring"]
     assert httpx.get(f"{console.url}/api/whoami", auth=("carol", "s3cret")).status_code == 200
 
     console.go("#/admin/vhosts")
     console.submit('form[data-form="add-vhost"]', name="console-vhost")
-    console.until(lambda d: console.find('#vhosts tr[data-name="console-vhost"]'))
+    console.until(lambda d: console.has('#vhosts tr[data-name="console-vhost"]'))
     assert console.api.get("/api/vhosts/console-vhost").status_code == 200
     console.until(lambda d: "console-vhost" in console.find("#vhost-filter").text)
 
@@ -380,7 +407,7 @@ def test_the_admin_pages_add_a_user_a_vhost_a_permission_and_a_policy(
                   and "console-vhost" in console.find('select[name="vhost"]').text)
     console.submit('form[data-form="set-permission"]', user="carol", vhost="console-vhost",
                    configure="^$", write=".*", read=".*")
-    console.until(lambda d: console.find(
+    console.until(lambda d: console.has(
         '#permissions tr[data-user="carol"][data-vhost="console-vhost"]'))
     assert console.api.get("/api/permissions/console-vhost/carol").json()["configure"] == "^$"
 
@@ -388,23 +415,23 @@ def test_the_admin_pages_add_a_user_a_vhost_a_permission_and_a_policy(
     console.submit('form[data-form="add-policy"]', vhost="console-vhost", name="cap",
                    pattern="^capped\\.", apply_to="queues",
                    definition="max-length = 10\nmessage-ttl = 60000")
-    console.until(lambda d: console.find('#policies tr[data-name="cap"]'))
+    console.until(lambda d: console.has('#policies tr[data-name="cap"]'))
     policy = console.api.get("/api/policies/console-vhost/cap").json()
     assert policy["definition"] == {"max-length": 10, "message-ttl": 60000}
     assert policy["apply-to"] == "queues"
     console.click('#policies button[data-action="delete-policy"]')
     console.accept()
-    console.until(lambda d: not console.finds('#policies tr[data-name="cap"]'))
+    console.until(lambda d: not console.has('#policies tr[data-name="cap"]'))
 
     console.go("#/admin/users")
     console.click('#users tr[data-name="carol"] button[data-action="delete-user"]')
     console.accept()
-    console.until(lambda d: not console.finds('#users tr[data-name="carol"]'))
+    console.until(lambda d: not console.has('#users tr[data-name="carol"]'))
     assert console.api.get("/api/users/carol").status_code == 404
     console.go("#/admin/vhosts")
     console.click('#vhosts tr[data-name="console-vhost"] button')
     console.accept()
-    console.until(lambda d: not console.finds('#vhosts tr[data-name="console-vhost"]'))
+    console.until(lambda d: not console.has('#vhosts tr[data-name="console-vhost"]'))
 
 
 def test_definitions_export_downloads_and_import_uploads(console: Console,
