@@ -149,6 +149,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1280,900", "--disable-gpu"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options,
@@ -470,3 +471,11 @@ def test_logout_forgets_the_credentials(console: Console) -> None:
     console.driver.refresh()
     console.until(lambda d: console.find('form[name="login"]').is_displayed())
     assert not console.logged_in()
+
+
+def test_no_script_error_happened_on_any_page(browser: WebDriver) -> None:
+    """Last: the browser's log of the whole module has no uncaught script error (answers
+    of 4xx, which the pages show, are network entries, not script ones)."""
+    errors = [entry for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+    assert errors == []

@@ -65,7 +65,7 @@
     ${o.auto_delete ? html`<abbr title="auto-delete">AD</abbr>` : ''}
     ${o.exclusive ? html`<abbr title="exclusive">Excl</abbr>` : ''}
     ${o.internal ? html`<abbr title="internal">I</abbr>` : ''}
-    ${Object.keys(o.arguments || {}).map((k) => html`<abbr class="arg" title="${k}: ${json(o.arguments[k])}">${ARG_SHORT[k] || 'Args'}</abbr>`)}
+    ${Object.keys(o.arguments || {}).filter((k) => ARG_SHORT[k] !== null).map((k) => html`<abbr class="arg" title="${k}: ${json(o.arguments[k])}">${ARG_SHORT[k] || 'Args'}</abbr>`)}
     ${o.policy ? html`<span class="policy">${o.policy}</span>` : ''}`;
   const ARG_SHORT = {
     'x-message-ttl': 'TTL', 'x-expires': 'Exp', 'x-max-length': 'Lim', 'x-max-length-bytes': 'Lim B',
