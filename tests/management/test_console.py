@@ -9,11 +9,13 @@ One browser and one broker serve the whole module; each test uses names of its o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pika
@@ -325,13 +327,18 @@ def test_a_clients_connection_is_listed_and_closed(console: Console) -> None:
     parameters = pika.URLParameters(console.broker.url)
     parameters.client_properties = {"connection_name": "console-client"}
     connection = pika.BlockingConnection(parameters)
+    connection.channel()
     try:
         console.go("#/connections")
         console.contains("#connections", "console-client")
         row = next(r for r in console.finds("#connections tbody tr")
                    if "console-client" in r.text)
-        assert "guest" in row.text
-        row.find_element(By.CSS_SELECTOR, "a").click()
+        assert "guest" in row.text and "Pika" in row.text
+        row_name = row.get_attribute("data-name")
+        console.go("#/channels")
+        console.contains("#channels", "guest")
+        console.go("#/connections")
+        console.click(f'#connections tr[data-name="{row_name}"] a')
         console.contains("#connection-info", "AMQP 0-9-1")
         console.contains("#client-properties", "console-client")
         console.submit('form[data-form="close-connection"]', reason="closed by the test")
@@ -350,6 +357,51 @@ def test_a_clients_connection_is_listed_and_closed(console: Console) -> None:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def test_the_close_button_of_the_list_closes_a_connection(console: Console) -> None:
+    parameters = pika.URLParameters(console.broker.url)
+    parameters.client_properties = {"connection_name": "closed-from-the-list"}
+    connection = pika.BlockingConnection(parameters)
+    try:
+        console.go("#/connections")
+        console.contains("#connections", "closed-from-the-list")
+        name = next(c["name"] for c in console.api.get("/api/connections").json()
+                    if c["user_provided_name"] == "closed-from-the-list")
+        console.click(f'#connections button[data-name="{name}"]')
+        console.accept()
+        console.until(lambda d: "closed-from-the-list" not in console.shown("#connections"))
+        assert name not in [c["name"] for c in console.api.get("/api/connections").json()]
+    finally:
+        if connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError):
+                connection.close()
+
+
+def test_names_with_markup_slashes_and_spaces_are_shown_and_linked_literally(
+        console: Console) -> None:
+    vhost, name = "dev/1", 'a/b <i>c</i> & "d"'
+    segments = f"{quote(vhost, safe='')}/{quote(name, safe='')}"
+    assert console.api.put(f"/api/vhosts/{quote(vhost, safe='')}").status_code == 201
+    assert console.api.put(f"/api/queues/{segments}", json={}).status_code == 201
+    try:
+        console.go("#/queues")
+        console.until(lambda d: name in console.names("#queues tbody tr[data-name]"))
+        assert not console.has("#queues i")  # shown as text, not markup
+        link = next(r for r in console.finds("#queues tbody tr")
+                    if r.get_attribute("data-name") == name).find_element(By.CSS_SELECTOR, "a")
+        assert link.text == name
+        link.click()
+        console.until(lambda d: console.has(".queue-messages"))
+        assert console.driver.execute_script("return location.hash") == f"#/queues/{segments}"
+        console.contains("#main h1", f"{name} in virtual host {vhost}")
+        console.submit('form[data-form="publish"]', payload="<b>not bold</b>")
+        console.text(".queue-messages", "1")
+        console.submit('form[data-form="get-messages"]')
+        console.text(".got-messages pre.payload", "<b>not bold</b>")
+        assert not console.has(".got-messages pre.payload b")
+    finally:
+        console.api.delete(f"/api/vhosts/{quote(vhost, safe='')}")
 
 
 def test_an_exchange_added_bound_and_published_to_by_routing_key(console: Console) -> None:
