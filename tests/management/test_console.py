@@ -2,8 +2,10 @@
 broker (in a thread) serving its management port on an ephemeral loopback port: login and
 a bad login, the overview's totals, a queue created, published to, read, purged and
 deleted from the pages, filtering and paging, a refresh that keeps what is typed, a real
-client's connection listed and closed, an exchange publishing by routing key, the admin
-pages, definitions export and import, logout.
+client's connection and channel listed and its connection closed (from its page and from
+the list), names with markup and slashes shown as text and linked, an exchange publishing
+by routing key, the admin pages, definitions export and import, logout, and no script
+error on the way.
 
 One browser and one broker serve the whole module; each test uses names of its own."""
 
