@@ -36,6 +36,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
 from selenium.common.exceptions import (  # noqa: E402
+    ElementNotInteractableException,
     NoSuchElementException,
     StaleElementReferenceException,
 )
@@ -93,9 +94,14 @@ class Console:
         self.until(lambda d: expected in (self.shown(css) or ""))
 
     def click(self, css: str) -> None:
-        """Click the element once the page shows it."""
-        self.until(lambda d: self.find(css).is_displayed())
-        self.find(css).click()
+        """Click the element once the page shows it (again if a refresh redrew it)."""
+        def clicked(_: WebDriver) -> bool:
+            try:
+                self.find(css).click()
+            except ElementNotInteractableException:
+                return False
+            return True
+        self.until(clicked)
 
     def go(self, fragment: str) -> None:
         """Show a view (`#/queues`), drawn afresh even if it is the one shown, and wait
@@ -109,22 +115,26 @@ class Console:
             "return m.dataset.view === arguments[0] && m.dataset.refreshed === 'yes'",
             fragment))
 
-    def fill(self, form: str, **fields: str) -> None:
+    def fill(self, form: str, **fields: str | bool) -> None:
         """Set the form's fields as a user would leave them (input and change events
-        fired); a select must offer the value. One round trip for the whole form."""
+        fired); a select must offer the value, a checkbox takes a bool. One round trip
+        for the whole form."""
         self.until(lambda d: self.has(form))
         self.driver.execute_script("""
             const form = document.querySelector(arguments[0]);
             for (const [name, value] of Object.entries(arguments[1])) {
               const field = form.querySelector(`[name="${name}"]`);
               if (!field) throw new Error(`no field ${name}`);
-              field.value = value;
-              if (field.value !== value) throw new Error(`${name} cannot be ${value}`);
+              if (field.type === 'checkbox') field.checked = value;
+              else field.value = value;
+              if (field.type !== 'checkbox' && field.value !== value) {
+                throw new Error(`${name} cannot be ${value}`);
+              }
               field.dispatchEvent(new Event('input', {bubbles: true}));
               field.dispatchEvent(new Event('change', {bubbles: true}));
             }""", form, fields)
 
-    def submit(self, form: str, **fields: str) -> None:
+    def submit(self, form: str, **fields: str | bool) -> None:
         self.fill(form, **fields)
         self.find(f'{form} button[type="submit"]').click()
 
@@ -305,11 +315,17 @@ def test_the_queue_list_filters_and_pages(console: Console) -> None:
         console.fill('form[data-filter="queues"]', name="^paged-0[35]$")
         console.until(lambda d: console.names("#queues tbody tr[data-name]")
                       == ["paged-03", "paged-05"])
+        console.fill('form[data-filter="queues"]', name="paged-", regex=False, size="500")
+        console.until(lambda d: len(console.names("#queues tbody tr[data-name]")) == 12)
+        for _ in range(2):  # by name, then by name reversed
+            console.click('#queues button[data-action="sort"][data-field="name"]')
+        console.until(lambda d: console.names("#queues tbody tr[data-name]")
+                      == sorted(names, reverse=True))
+        console.contains('#queues button[data-field="name"]', "▼")
     finally:
         for name in names:
             console.api.delete(f"/api/queues/%2F/{name}")
-        console.fill('form[data-filter="queues"]', name="", size="100")
-        console.click('form[data-filter="queues"] [name="regex"]')
+        console.fill('form[data-filter="queues"]', name="", regex=False, size="100")
 
 
 def test_a_refresh_keeps_what_the_user_is_typing(console: Console) -> None:
