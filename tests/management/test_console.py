@@ -345,8 +345,12 @@ def test_a_clients_connection_is_listed_and_closed(console: Console) -> None:
     parameters = pika.URLParameters(console.broker.url)
     parameters.client_properties = {"connection_name": "console-client"}
     connection = pika.BlockingConnection(parameters)
-    connection.channel()
+    channel = connection.channel()
+    channel.queue_declare("consumed", auto_delete=True)
+    channel.basic_consume("consumed", lambda *_: None, consumer_tag="console-consumer")
     try:
+        console.go("#/queues/%2F/consumed")
+        console.contains("#queue-consumers", "console-consumer")
         console.go("#/connections")
         console.contains("#connections", "console-client")
         row = next(r for r in console.finds("#connections tbody tr")
