@@ -33,7 +33,7 @@ from amqpbroker import definitions, errors
 from amqpbroker.broker.exchange import Exchange
 from amqpbroker.broker.policies import PolicyError
 from amqpbroker.broker.queue import Queue
-from amqpbroker.management import metrics, shapes
+from amqpbroker.management import console, metrics, shapes
 from amqpbroker.management.statistics import Statistics, View
 from amqpbroker.transport.alarms import total_memory
 from amqpbroker.transport.bridge import build_message
@@ -905,6 +905,7 @@ class Api:
             r("/api/health/checks/port-listener/{port}", Api.health_port),
             r("/api/health/checks/protocol-listener/{protocol}", Api.health_protocol),
             r("/api/aliveness-test/{vhost}", Api.aliveness),
+            *console.routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={
             404: lambda request, exc: not_found().response,
