@@ -543,7 +543,7 @@ def steps(broker: Broker, definitions: Definitions) -> Iterator[None]:
     for entry in (*definitions.policies, *definitions.operator_policies):
         policy = entry.policy
         try:
-            broker.vhosts[policy.vhost].set_policy(
+            _vhost(broker, policy.vhost, source, entry.where).set_policy(
                 policy.name, policy.pattern, policy.definition, policy.priority,
                 policy.apply_to, policy.operator)
         except PolicyError as exc:
@@ -551,19 +551,19 @@ def steps(broker: Broker, definitions: Definitions) -> Iterator[None]:
         yield
     for exchange in definitions.exchanges:
         with _reported(source, exchange.where):
-            broker.vhosts[exchange.vhost].declare_exchange(
+            _vhost(broker, exchange.vhost, source, exchange.where).declare_exchange(
                 exchange.name, exchange.type, passive=False, durable=exchange.durable,
                 auto_delete=exchange.auto_delete, internal=exchange.internal,
                 arguments=copy.deepcopy(exchange.arguments))
         yield
     for queue in definitions.queues:
         with _reported(source, queue.where):
-            broker.vhosts[queue.vhost].declare_queue(
+            _vhost(broker, queue.vhost, source, queue.where).declare_queue(
                 None, queue.name, passive=False, durable=queue.durable, exclusive=False,
                 auto_delete=queue.auto_delete, arguments=copy.deepcopy(queue.arguments))
         yield
     for binding in definitions.bindings:
-        host = broker.vhosts[binding.vhost]
+        host = _vhost(broker, binding.vhost, source, binding.where)
         arguments = copy.deepcopy(binding.arguments)
         with _reported(source, binding.where):
             if binding.destination_type == "queue":
@@ -573,6 +573,15 @@ def steps(broker: Broker, definitions: Definitions) -> Iterator[None]:
                 host.bind_exchange(binding.destination, binding.source, binding.routing_key,
                                    arguments)
         yield
+
+
+def _vhost(broker: Broker, name: str, source: str, where: str) -> VirtualHost:
+    """The vhost an entry names; it existed at the start, but an import in steps lets
+    other work run, which may have deleted it since."""
+    vhost = broker.vhosts.get(name)
+    if vhost is None:
+        raise DefinitionsError(source, where, f"vhost '{name}' was deleted during the import")
+    return vhost
 
 
 @contextmanager

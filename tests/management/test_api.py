@@ -245,3 +245,24 @@ async def test_a_large_definitions_import_lets_the_loop_run() -> None:
         assert response.status_code == 204, response.text
         assert len(broker.server.broker.vhosts["/"].queues) == 2000
         assert ticks - start >= 5  # one at least every few hundred queues
+
+
+async def test_a_vhost_deleted_during_an_import_is_a_clear_error() -> None:
+    """The import yields between steps; a vhost deleted meanwhile fails the import with
+    a 400 naming it (never a 500), and the broker goes on."""
+    async with management() as (broker, api):
+        assert (await api.put("/api/vhosts/imp")).status_code == 201
+        queues = [{"name": f"q{i}", "vhost": "imp", "durable": False, "auto_delete": False,
+                   "arguments": {}} for i in range(1000)]
+
+        async def delete_when_importing() -> int:
+            while "q0" not in broker.server.broker.vhosts["imp"].queues:
+                await asyncio.sleep(0)
+            return (await api.delete("/api/vhosts/imp")).status_code
+
+        deleting = asyncio.create_task(delete_when_importing())
+        response = await api.post("/api/definitions", json={"queues": queues})
+        assert await deleting == 204
+        assert response.status_code == 400, response.text
+        assert "vhost 'imp' was deleted during the import" in response.json()["reason"]
+        assert (await api.get("/api/overview")).status_code == 200
