@@ -10,7 +10,7 @@ from amqpbroker.broker.access import Access
 from amqpbroker.broker.buffers import Paging
 from amqpbroker.broker.frontend import Sink
 from amqpbroker.broker.session import Session
-from amqpbroker.broker.stats import Churn
+from amqpbroker.broker.stats import Churn, MessageStats
 from amqpbroker.broker.timers import Timers
 from amqpbroker.broker.vhost import VirtualHost
 from amqpbroker.store.base import Store
@@ -35,6 +35,7 @@ class Broker:
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.churn = Churn()
+        self.deleted_vhost_stats = MessageStats()  # what deleted vhosts had counted
         self.vhosts: dict[str, VirtualHost] = {
             default_vhost: VirtualHost(name=default_vhost, timers=self.timers, store=self.store,
                                        paging=paging, churn=self.churn)}
@@ -114,6 +115,7 @@ class Broker:
             vhost.clear_policy(policy_name, operator=True)
         for user, host in [key for key in self.access.permissions if key[1] == name]:
             self.access.clear_permission(user, host)
+        self.deleted_vhost_stats.add(vhost.closed_channel_stats)
         self.store.delete_runtime("vhost", name)
         return True
 

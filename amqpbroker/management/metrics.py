@@ -117,7 +117,8 @@ class BrokerCollector:
 
     def _counters(self) -> Iterator[Metric]:
         """The node's message counters and object churn, summed over every vhost."""
-        node = statistics.node_totals(statistics.totals(self.server))
+        node = statistics.node_totals(statistics.totals(self.server),
+                                      self.server.broker.deleted_vhost_stats)
         delivered = node.deliver + node.deliver_no_ack + node.get + node.get_no_ack
         unroutable = node.return_unroutable + node.drop_unroutable
         for name, documentation, value in (

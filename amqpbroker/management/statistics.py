@@ -77,9 +77,11 @@ def totals(server: Server) -> dict[str, MessageStats]:
             for name, v in server.broker.vhosts.items()}
 
 
-def node_totals(by_vhost: Mapping[str, MessageStats]) -> MessageStats:
-    """The node's message counters: the sum over its vhosts."""
+def node_totals(by_vhost: Mapping[str, MessageStats], deleted: MessageStats) -> MessageStats:
+    """The node's message counters: the sum over its vhosts and the vhosts deleted
+    (`deleted`), so that they never go down."""
     node = MessageStats()
+    node.add(deleted)
     for stats in by_vhost.values():
         node.add(stats)
     return node
@@ -136,7 +138,8 @@ class Statistics:
             assert client.session is not None
             for channel in client.session.channels.values():
                 keep(channel, channel.stats.values())
-        keep(NODE, (*node_totals(by_vhost).values(), node_ready + node_unacked,
+        deleted = self.server.broker.deleted_vhost_stats
+        keep(NODE, (*node_totals(by_vhost, deleted).values(), node_ready + node_unacked,
                     node_ready, node_unacked))
         keep(CHURN_KEY, self.server.broker.churn.values())
         self.history = new
@@ -296,7 +299,8 @@ class View:
         ready, held = self._lengths(q for v in self.statistics.server.broker.vhosts.values()
                                     for q in v.queues.values())
         return {"message_stats": self.statistics.message_stats(
-                    NODE, node_totals(self.totals), CHANNEL_FIELDS, self.query),
+                    NODE, node_totals(self.totals, self.statistics.server.broker
+                                      .deleted_vhost_stats), CHANNEL_FIELDS, self.query),
                 "queue_totals": self.statistics.lengths(NODE, (ready + held, ready, held),
                                                         self.query),
                 "churn_rates": self.churn_rates()}

@@ -204,3 +204,21 @@ async def test_the_broker_samples_on_its_own() -> None:
         finally:
             stop.set()
             await task
+
+
+@pytest.mark.timeout(30)
+async def test_node_counters_keep_what_a_deleted_vhost_counted() -> None:
+    """The node's totals (and Prometheus's global counters) never go down: deleting a
+    vhost keeps what was counted in it."""
+    async with sampled_management() as (broker, _, api):
+        assert (await api.put("/api/vhosts/gone")).status_code == 201
+        assert (await api.put("/api/permissions/gone/guest", json={
+            "configure": ".*", "write": ".*", "read": ".*"})).status_code == 201
+        async with await aio_pika.connect(broker.url + "gone", timeout=TIMEOUT) as connection:
+            channel = await connection.channel()
+            await channel.declare_queue("q")
+            for _ in range(3):
+                await channel.default_exchange.publish(aio_pika.Message(b"x"), "q")
+        assert (await get(api, "/api/overview"))["message_stats"]["publish"] == 3
+        assert (await api.delete("/api/vhosts/gone")).status_code == 204
+        assert (await get(api, "/api/overview"))["message_stats"]["publish"] == 3
