@@ -55,7 +55,7 @@ def test_connect_then_frames_in_the_negotiated_version() -> None:
     assert isinstance(command, ConnectRequested)
     assert (command.version, command.login, command.passcode, command.host) == (
         "1.1", "u", "p", "/")
-    reply = conn.accept_connect("session-x", "RabbitMQ/3.13", 1.0)
+    reply = conn.accept_connect("session-x", "RabbitMQ/3.13", 1.0, username="u", vhost="/")
     assert reply == (b"CONNECTED\nserver:RabbitMQ/3.13\nsession:session-x\n"
                      b"heart-beat:2000,0\nversion:1.1\n\n\x00")
     [frame] = conn.receive_data(b"SEND\nk:a\\cb\n\n\x00", 1.5)
@@ -86,7 +86,7 @@ def opened(heartbeat: str = "0,0") -> StompConnection:
     conn = connection()
     list(conn.receive_data(
         f"STOMP\naccept-version:1.2\nheart-beat:{heartbeat}\n\n\x00".encode(), 0.0))
-    conn.accept_connect("s", "x", 0.0)
+    conn.accept_connect("s", "x", 0.0, username="guest", vhost="/")
     return conn
 
 

@@ -75,7 +75,12 @@ def error_frame(message: str, detail: str, version: str, receipt: str | None = N
 
 
 class StompConnection:
-    """One STOMP connection's protocol state."""
+    """One STOMP connection's protocol state, and what the management API shows of it."""
+
+    mechanism = "PLAIN"
+    frame_max = 0
+    channel_max = 1
+    client_properties: dict[str, str] = {"product": "STOMP client"}
 
     def __init__(self, limits: FrameLimits, *, now: float, login_timeout: float) -> None:
         self.parser = FrameParser(limits)
@@ -88,10 +93,21 @@ class StompConnection:
         self.last_received = now
         self.login_deadline = now + login_timeout
         self.heartbeat_header = "0,0"
+        self.username = ""
+        self.vhost = ""
 
     @property
     def closed(self) -> bool:
         return self.state == CLOSED
+
+    @property
+    def protocol_name(self) -> str:
+        return "STOMP " + self.version
+
+    @property
+    def heartbeat(self) -> int:
+        """The negotiated heart-beat in seconds (the longer direction; 0: none)."""
+        return int(max(self.send_interval, self.receive_interval))
 
     @property
     def buffered(self) -> int:
@@ -144,9 +160,11 @@ class StompConnection:
         return ConnectRequested(version, headers.get("login"), headers.get("passcode"),
                                 headers.get("host"), frame)
 
-    def accept_connect(self, session: str, server: str, now: float) -> bytes:
+    def accept_connect(self, session: str, server: str, now: float, *, username: str,
+                       vhost: str) -> bytes:
         """The CONNECTED frame; frames after CONNECT are now parsed in the version."""
         self.state = OPEN
+        self.username, self.vhost = username, vhost
         self.parser.version = self.version
         self.last_received = self.last_sent = now
         return encode("CONNECTED", [("server", server), ("session", session),

@@ -90,31 +90,36 @@ def escape(value: str, version: str) -> str:
     return value
 
 
-def representable(value: str, version: str) -> bool:
-    """Whether `value` survives as a header in `version`: 1.0 has no escapes, so a
-    line end (or, in names, a colon) cannot be sent."""
-    return version != V10 or ("\n" not in value and "\r" not in value)
+def _unescapable(value: str) -> bool:
+    """Whether `value` can be sent without escapes (in 1.0, CONNECT and CONNECTED)."""
+    return "\n" not in value and "\r" not in value
 
 
 # --------------------------------------------------------------------------- encoding
 
 
-def encode(command: str, headers: Iterable[tuple[str, str]], body: bytes = b"",
-           version: str = V12) -> bytes:
-    """A frame as bytes. Headers are escaped for `version`; in 1.0, headers that
-    cannot be represented are left out. No `content-length` is added."""
-    raw = command in _UNESCAPED_COMMANDS
-    lines = [command]
+def header_lines(headers: Iterable[tuple[str, str]], version: str, *,
+                 raw: bool = False) -> bytes:
+    """`name:value` lines, each ending in LF, escaped for `version` (`raw`: not at all,
+    as in CONNECT and CONNECTED). Headers a frame cannot carry unescaped (a line end, or
+    a colon in the name) are left out."""
+    lines: list[str] = []
     for name, value in headers:
         if raw or version == V10:
-            if not (representable(name, version) and representable(value, version)
-                    and ":" not in name):
+            if not (_unescapable(name) and _unescapable(value)) or ":" in name:
                 continue
-            lines.append(name + ":" + value)
+            lines.append(name + ":" + value + "\n")
         else:
-            lines.append(escape(name, version) + ":" + escape(value, version))
-    lines.append("\n")
-    return "\n".join(lines).encode("utf-8") + body + b"\x00"
+            lines.append(escape(name, version) + ":" + escape(value, version) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def encode(command: str, headers: Iterable[tuple[str, str]], body: bytes = b"",
+           version: str = V12) -> bytes:
+    """A frame as bytes, its headers escaped for `version`. No `content-length` is
+    added."""
+    lines = header_lines(headers, version, raw=command in _UNESCAPED_COMMANDS)
+    return command.encode("utf-8") + b"\n" + lines + b"\n" + body + b"\x00"
 
 
 # --------------------------------------------------------------------------- parsing
