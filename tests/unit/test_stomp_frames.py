@@ -65,6 +65,15 @@ def test_frames_split_anywhere_come_out_whole() -> None:
     assert not parser.buffer
 
 
+def test_a_nul_terminated_body_in_pieces_is_searched_once() -> None:
+    parser = FrameParser()
+    assert list(parser.feed(b"SEND\n\nab")) == []
+    assert parser._scanned == len(b"SEND\n\nab")
+    assert list(parser.feed(b"cd")) == []
+    frames = list(parser.feed(b"e\x00SEND\n\nx\x00"))
+    assert [f.body for f in frames] == [b"abcde", b"x"] and parser._scanned == 0
+
+
 def test_the_first_of_repeated_headers_wins() -> None:
     [frame] = parse(b"SEND\na:1\na:2\n\n\x00")
     assert frame.headers == {"a": "1"}
@@ -137,6 +146,8 @@ def test_every_frame_type_round_trips(command: str, headers: dict[str, str], bod
                    if not any(c in k + v for c in "\r\n:") and k}
     sent = [*headers.items(), ("content-length", str(len(body)))]
     [frame] = parse(encode(command, sent, body, version), version)
+    if version == V11:  # 1.1 cannot carry a CR: such headers are left out
+        sent = [(k, v) for k, v in sent if "\r" not in k + v]
     assert frame == Frame(command, dict(sent), body)
 
 

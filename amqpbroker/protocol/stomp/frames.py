@@ -101,14 +101,16 @@ def _unescapable(value: str) -> bool:
 def header_lines(headers: Iterable[tuple[str, str]], version: str, *,
                  raw: bool = False) -> bytes:
     """`name:value` lines, each ending in LF, escaped for `version` (`raw`: not at all,
-    as in CONNECT and CONNECTED). Headers a frame cannot carry unescaped (a line end, or
-    a colon in the name) are left out."""
+    as in CONNECT and CONNECTED). Headers the version cannot carry (unescaped: a line
+    end, or a colon in the name; in 1.1: a CR) are left out."""
     lines: list[str] = []
     for name, value in headers:
         if raw or version == V10:
             if not (_unescapable(name) and _unescapable(value)) or ":" in name:
                 continue
             lines.append(name + ":" + value + "\n")
+        elif version == V11 and ("\r" in name or "\r" in value):
+            continue  # 1.1 cannot escape CR, and a CR before the LF reads as a line end
         else:
             lines.append(escape(name, version) + ":" + escape(value, version) + "\n")
     return "".join(lines).encode("utf-8")
@@ -134,6 +136,7 @@ class FrameParser:
         self.version = version
         self.buffer = bytearray()
         self.heartbeats = 0  # EOLs seen between frames
+        self._scanned = 0  # bytes of an incomplete frame already searched for its NUL
 
     def feed(self, data: bytes) -> Iterator[Frame]:
         """Buffer `data` and yield every frame it completes, in order; raises
@@ -192,12 +195,14 @@ class FrameParser:
                 raise FrameError("Bad frame", "the body is not followed by NUL after "
                                  f"content-length {length} bytes")
         else:
-            end = buffer.find(b"\x00", body_start)
+            end = buffer.find(b"\x00", max(body_start, pos + self._scanned))
             if end < 0:
                 if len(buffer) - body_start > limits.max_body:
                     raise FrameError("Frame too large",
                                      f"the body exceeds {limits.max_body} bytes")
+                self._scanned = len(buffer) - pos  # an incomplete frame starts the buffer
                 return None
+            self._scanned = 0
             if end - body_start > limits.max_body:
                 raise FrameError("Frame too large", f"the body exceeds {limits.max_body} bytes")
         frame.body = bytes(buffer[body_start:end])
