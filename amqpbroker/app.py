@@ -28,7 +28,9 @@ from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
 from amqpbroker.transport.http import HttpListener
+from amqpbroker.transport.owner import Frontend
 from amqpbroker.transport.server import SHUTDOWN_GRACE, Server
+from amqpbroker.transport.stomp import StompClient
 from amqpbroker.transport.tls import TLSSettings
 
 log = logging.getLogger("amqpbroker")
@@ -82,7 +84,8 @@ def build(settings: Settings, timers: Timers | None = None) -> Server:
                           cafile=settings.tls_ca, verify_peer=settings.tls_verify_peer,
                           fail_if_no_peer_cert=settings.tls_fail_if_no_peer_cert)
     return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
-                  tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections)
+                  tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections,
+                  frontends=(Frontend("stomp", settings.stomp_port, StompClient),))
 
 
 @asynccontextmanager
@@ -135,6 +138,8 @@ async def serve_until_signalled(settings: Settings) -> None:
             if settings.prometheus_port:
                 log.info("Prometheus metrics on http://%s:%d/metrics", settings.host,
                          settings.prometheus_port)
+            if "stomp" in server.frontend_ports:
+                log.info("STOMP on %s:%d", settings.host, server.frontend_ports["stomp"])
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break

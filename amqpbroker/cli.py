@@ -34,6 +34,7 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "tls_port": click.IntRange(0, 65535),
     "management_port": click.IntRange(0, 65535),
     "prometheus_port": click.IntRange(0, 65535),
+    "stomp_port": click.IntRange(0, 65535),
     "collect_statistics_interval": click.IntRange(1),
     "control_port": click.IntRange(0, 65535),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -120,6 +121,8 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                 asked.append(f"the management port {settings.management_port}")
             if settings.prometheus_port:
                 asked.append(f"the Prometheus port {settings.prometheus_port}")
+            if settings.stomp_port:
+                asked.append(f"the STOMP port {settings.stomp_port}")
             if settings.control_port:
                 asked.append(f"the control port {settings.control_port}")
             ports = ", ".join(asked[:-1]) + (" or " if len(asked) > 1 else "") + asked[-1]
