@@ -135,7 +135,7 @@ def connection(client: ClientConnection, local: str, *, stats: View | None = Non
     props = jsonable(proto.client_properties)
     return {
         "name": connection_name(client, local), "node": NODE, "user": proto.username,
-        "vhost": proto.vhost, "state": "running", "protocol": "AMQP 0-9-1",
+        "vhost": proto.vhost, "state": "running", "protocol": proto.protocol_name,
         "auth_mechanism": proto.mechanism, "peer_host": host, "peer_port": port,
         "host": local_host,
         "port": int(local_port) if local_port.isdigit() else 0,

@@ -133,6 +133,8 @@ def server_properties(capabilities: dict[str, bool]) -> dict[str, Any]:
 class Connection:
     """One AMQP connection's protocol state, without IO."""
 
+    protocol_name = "AMQP 0-9-1"  # as the management API names the protocol
+
     def __init__(self, *, capabilities: dict[str, bool], limits: Limits, now: float,
                  external_user: str | None = None) -> None:
         # The common name of a verified TLS client certificate: offers SASL EXTERNAL.
