@@ -4,13 +4,17 @@ messages and acknowledgements in queues, every wait with a deadline."""
 from __future__ import annotations
 
 import queue
+import socket
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from amqpbroker.protocol.mqtt import codec, packets
 
 TIMEOUT = 10.0
 V311, V5 = paho.MQTTv311, paho.MQTTv5
@@ -104,3 +108,49 @@ class Client:
             sock.close()
         self.disconnected.wait(TIMEOUT)
         self.paho.loop_stop()
+
+
+class RawMqtt:
+    """A raw socket speaking MQTT through the broker's own codec, for what paho would
+    never send."""
+
+    def __init__(self, port: int, version: int = V311) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.version = version
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_packet(self, packet: packets.Packet) -> None:
+        self.send(codec.encode(packet, self.version))
+
+    def connect(self, client_id: str = "raw", **fields: Any) -> packets.Packet:
+        self.send_packet(packets.Connect(self.version, client_id, **fields))
+        return self.packet()
+
+    def packet(self) -> packets.Packet:
+        """The next packet from the broker; raises EOFError when it closed instead."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            found = codec.split(self.buffer, 0, 2**28)
+            if found is not None:
+                first, start, end = found
+                data, self.buffer = self.buffer[:end], self.buffer[end:]
+                return codec.decode(first, data, start, end, self.version)
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the broker closed the connection")
+            self.buffer += chunk
+
+    def closed(self) -> bool:
+        """True once the broker closed the connection (packets before that are skipped)."""
+        try:
+            while True:
+                self.packet()
+        except (EOFError, ConnectionResetError):
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
