@@ -28,6 +28,7 @@ from amqpbroker.store.sqlite import SqliteStore
 from amqpbroker.transport.alarms import ResourceLimits, total_memory
 from amqpbroker.transport.bridge import build_message
 from amqpbroker.transport.http import HttpListener
+from amqpbroker.transport.mqtt_node import MqttNode
 from amqpbroker.transport.owner import Frontend
 from amqpbroker.transport.server import SHUTDOWN_GRACE, Server
 from amqpbroker.transport.stomp import StompClient
@@ -83,9 +84,12 @@ def build(settings: Settings, timers: Timers | None = None) -> Server:
                           keyfile=settings.tls_key or settings.tls_cert,
                           cafile=settings.tls_ca, verify_peer=settings.tls_verify_peer,
                           fail_if_no_peer_cert=settings.tls_fail_if_no_peer_cert)
+    mqtt = MqttNode(default_user=settings.default_user, default_pass=settings.default_pass,
+                    default_vhost=settings.default_vhost)
     return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
                   tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections,
-                  frontends=(Frontend("stomp", settings.stomp_port, StompClient),))
+                  frontends=(Frontend("mqtt", settings.mqtt_port, mqtt),
+                             Frontend("stomp", settings.stomp_port, StompClient)))
 
 
 @asynccontextmanager
@@ -138,6 +142,8 @@ async def serve_until_signalled(settings: Settings) -> None:
             if settings.prometheus_port:
                 log.info("Prometheus metrics on http://%s:%d/metrics", settings.host,
                          settings.prometheus_port)
+            if "mqtt" in server.frontend_ports:
+                log.info("MQTT on %s:%d", settings.host, server.frontend_ports["mqtt"])
             if "stomp" in server.frontend_ports:
                 log.info("STOMP on %s:%d", settings.host, server.frontend_ports["stomp"])
             async for signum in signals:

@@ -35,6 +35,7 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "management_port": click.IntRange(0, 65535),
     "prometheus_port": click.IntRange(0, 65535),
     "stomp_port": click.IntRange(0, 65535),
+    "mqtt_port": click.IntRange(0, 65535),
     "collect_statistics_interval": click.IntRange(1),
     "control_port": click.IntRange(0, 65535),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -125,6 +126,8 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                 asked.append(f"the STOMP port {settings.stomp_port}")
             if settings.control_port:
                 asked.append(f"the control port {settings.control_port}")
+            if settings.mqtt_port:
+                asked.append(f"the MQTT port {settings.mqtt_port}")
             ports = ", ".join(asked[:-1]) + (" or " if len(asked) > 1 else "") + asked[-1]
             _fail(f"cannot listen on {settings.host} ({ports}): address already in use")
         _fail(f"cannot start: {exc.strerror or exc}"

@@ -275,6 +275,14 @@ class Channel:
             queue=queue, exchange=exchange, routing_key=routing_key, nowait=True,
             arguments=arguments))
 
+    def unbind_queue(self, queue: str, exchange: str, routing_key: str = "",
+                     arguments: dict[str, Any] | None = None) -> None:
+        _queue.unbind(self, commands.Queue.Unbind(
+            queue=queue, exchange=exchange, routing_key=routing_key, arguments=arguments))
+
+    def delete_queue(self, name: str) -> None:
+        _queue.delete(self, commands.Queue.Delete(queue=name, nowait=True))
+
     def consumer_cancelled_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer and tell the client if it listens."""
         if self.consumers.pop(consumer.tag, None) is None:

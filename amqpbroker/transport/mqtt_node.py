@@ -1,0 +1,175 @@
+"""What the MQTT connections of one broker share: which connection holds each client id,
+the sessions that outlive their connections, retained messages, delayed wills.
+
+`MqttNode` is also the `owner.OwnerFactory` of the MQTT listener: it builds one
+`mqtt.MqttConnection` per accepted socket. Everything here is in memory: the session
+queues and their bindings are the broker's (durable for persistent sessions), and a
+session's subscriptions are read back from those bindings after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from amqpbroker import errors
+from amqpbroker.broker.broker import Broker
+from amqpbroker.broker.message import Message
+from amqpbroker.protocol.amqp.connection import Limits
+from amqpbroker.protocol.mqtt import packets as p
+from amqpbroker.protocol.mqtt.topics import matches
+from amqpbroker.transport.mqtt_messages import EXCHANGE, build_message
+
+if TYPE_CHECKING:
+    from amqpbroker.broker.queue import Queue
+    from amqpbroker.broker.timers import Timer
+    from amqpbroker.transport.mqtt import MqttConnection
+
+log = logging.getLogger("amqpbroker.mqtt")
+
+FILTER_ARG = "x-mqtt-filter"  # binding arguments: the MQTT filter and its granted QoS
+QOS_ARG = "x-mqtt-qos"
+
+
+@dataclass(slots=True)
+class Subscription:
+    topic_filter: str
+    qos: int
+    routing_key: str
+    no_local: bool = False
+    identifier: int | None = None
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return {FILTER_ARG: self.topic_filter, QOS_ARG: self.qos}
+
+
+@dataclass(slots=True)
+class SessionState:
+    """An MQTT session: subscriptions and the QoS 2 packet ids in flight."""
+
+    expiry: int  # seconds the session outlives its connection (0: it ends with it)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    inbound_qos2: set[int] = field(default_factory=set)  # PUBREC sent, PUBREL not in
+    outbound_pubrel: set[int] = field(default_factory=set)  # PUBREL sent, PUBCOMP not in
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    topic: str
+    message: Message
+    qos: int
+
+
+def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
+    """The subscriptions recorded in a session queue's bindings to amq.topic."""
+    found = {}
+    for exchange, routing_key, frozen in queue.inbound:
+        if exchange.name != EXCHANGE:
+            continue
+        arguments = exchange.bindings.get((queue, routing_key, frozen), {})
+        topic_filter, qos = arguments.get(FILTER_ARG), arguments.get(QOS_ARG)
+        if isinstance(topic_filter, str) and isinstance(qos, int) and 0 <= qos <= 2:
+            found[topic_filter] = Subscription(topic_filter, qos, routing_key)
+    return found
+
+
+class _NullSink:
+    """The sink of the short session that publishes a will: it hears nothing."""
+
+    def send_method(self, channel_id: int, method: Any) -> None: ...
+    def notify(self, channel_id: int, method: Any) -> None: ...
+    def send_content(self, channel_id: int, method: Any, message: Message) -> None: ...
+    def send_deliver(self, channel_id: int, consumer: Any, delivery_tag: int,
+                     redelivered: bool, message: Message) -> None: ...
+    def send_confirm(self, channel_id: int, delivery_tag: int, multiple: bool,
+                     ack: bool) -> None: ...
+    def close_channel(self, channel_id: int, error: errors.AMQPError) -> None: ...
+    def writable(self) -> bool:
+        return True
+    def internal_error(self) -> None: ...
+
+
+class MqttNode:
+    """The MQTT state of one broker, and the factory of its MQTT connections."""
+
+    def __init__(self, *, default_user: str, default_pass: str, default_vhost: str) -> None:
+        self.default_user = default_user
+        self.default_pass = default_pass
+        self.default_vhost = default_vhost
+        self.clients: dict[tuple[str, str], MqttConnection] = {}
+        self.sessions: dict[tuple[str, str], SessionState] = {}
+        self.retained: dict[str, dict[str, Retained]] = {}
+        self.wills: dict[tuple[str, str], Timer] = {}
+
+    def __call__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
+                 wake: Callable[[], None], rearm: Callable[[], None], loopback: bool,
+                 external_user: str | None) -> MqttConnection:
+        from amqpbroker.transport.mqtt import MqttConnection
+
+        return MqttConnection(self, broker, limits, peer=peer, now=now, wake=wake,
+                              rearm=rearm, loopback=loopback)
+
+    # --- retained messages -------------------------------------------------------------
+
+    def retain(self, vhost: str, topic: str, message: Message, qos: int) -> None:
+        """Keep `message` as the topic's retained message (an empty one clears it)."""
+        store = self.retained.setdefault(vhost, {})
+        if message.body:
+            store[topic] = Retained(topic, message, qos)
+        else:
+            store.pop(topic, None)
+
+    def retained_for(self, vhost: str, topic_filter: str) -> list[Retained]:
+        store = self.retained.get(vhost)
+        if not store:
+            return []
+        exact = store.get(topic_filter)
+        if exact is not None:
+            return [exact]
+        return [r for topic, r in store.items() if matches(topic_filter, topic)]
+
+    # --- wills ---------------------------------------------------------------------------
+
+    def schedule_will(self, broker: Broker, key: tuple[str, str], username: str,
+                      will: p.Will, delay: int) -> None:
+        """Publish the will now, or after `delay` seconds unless the client comes back."""
+        if delay <= 0:
+            self.publish_will(broker, key[0], username, will)
+            return
+        timers = broker.timers
+
+        def due(now: float) -> None:
+            self.wills.pop(key, None)
+            self.publish_will(broker, key[0], username, will)
+            broker.dispatch_ready()
+
+        self.cancel_will(key)
+        self.wills[key] = timers.call_at(timers.now() + delay, due)
+
+    def cancel_will(self, key: tuple[str, str]) -> None:
+        timer = self.wills.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def publish_will(self, broker: Broker, vhost: str, username: str, will: p.Will) -> None:
+        """Publish a will through a session of its own, with the user's permissions."""
+        try:
+            session = broker.open_session(vhost, username, _NullSink(), cancel_notify=False)
+        except errors.AMQPError:
+            return
+        if session is None:
+            return
+        try:
+            props = {k: v for k, v in will.properties.items() if k != "will_delay_interval"}
+            message = build_message(will.topic, will.payload, will.qos, False, props)
+            session.open_channel(1).publish((EXCHANGE, message.routing_key, False, False),
+                                            message)
+            if will.retain:
+                self.retain(vhost, will.topic, message, will.qos)
+        except errors.AMQPError as exc:
+            log.warning("the will of %r on %r was refused: %s", username, will.topic, exc)
+        finally:
+            session.close()

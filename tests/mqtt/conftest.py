@@ -1,0 +1,48 @@
+"""Fixtures of the MQTT tests: a broker with its MQTT listener on a free loopback port,
+and paho clients that are closed before it stops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pika
+import pytest
+from mqtt_support import Client
+from support.processes import free_port
+
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread
+
+
+@pytest.fixture
+def mqtt_broker() -> Iterator[EmbeddedBroker]:
+    with broker_in_thread(mqtt_port=free_port()) as broker:
+        yield broker
+
+
+def mqtt_port(broker: EmbeddedBroker) -> int:
+    return broker.server.frontend_ports["mqtt"]
+
+
+@pytest.fixture
+def mqtt_client(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., Client]]:
+    """Opens paho clients to `mqtt_broker` (connected: the CONNACK is in `connected()`)."""
+    opened: list[Client] = []
+
+    def open_client(*args: Any, **kwargs: Any) -> Client:
+        client = Client(mqtt_port(mqtt_broker), *args, **kwargs)
+        opened.append(client)
+        return client
+
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def amqp(mqtt_broker: EmbeddedBroker) -> Iterator[pika.BlockingConnection]:
+    """A pika connection to `mqtt_broker`."""
+    connection = pika.BlockingConnection(pika.URLParameters(mqtt_broker.url))
+    yield connection
+    if connection.is_open:
+        connection.close()
