@@ -25,7 +25,8 @@ QUEUE = "restart-bench"
 def start(port: int, data_dir: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "amqpbroker", "serve", "--port", str(port),
                              "--data-dir", data_dir, "--log-level", "warning",
-                             "--management-port", "0", "--prometheus-port", "0"])
+                             "--management-port", "0", "--prometheus-port", "0",
+                             "--mqtt-port", "0", "--stomp-port", "0"])
 
 
 def fill(port: int, messages: int) -> None:

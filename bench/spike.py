@@ -163,7 +163,8 @@ def spike(url: str, pid: int, data_dir: str, messages: int, slow_rate: float) ->
 def _ours(port: int, data_dir: str) -> subprocess.Popen[bytes]:
     broker = subprocess.Popen([sys.executable, "-m", "amqpbroker", "serve", "--port",
                                str(port), "--data-dir", data_dir, "--log-level", "warning",
-                               "--management-port", "0", "--prometheus-port", "0"])
+                               "--management-port", "0", "--prometheus-port", "0",
+                               "--mqtt-port", "0", "--stomp-port", "0"])
     wait_for_port(port, 60)
     return broker
 
