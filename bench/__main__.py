@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any
 
-from bench.brokers import Target, find_rabbitmq_pid, our_broker
+from bench.brokers import Unavailable, find_rabbitmq_pid, our_broker, rabbitmq_target
 from bench.scenarios import METRICS, SCENARIOS, Sizes
 
 
@@ -67,7 +67,9 @@ def run_once(scenario: str, target_name: str, rabbit_url: str | None, rabbit_pid
                 metrics = fn(target, sizes)
         else:
             assert rabbit_url is not None
-            metrics = fn(Target("rabbitmq", rabbit_url, rabbit_pid), sizes)
+            metrics = fn(rabbitmq_target(rabbit_url, rabbit_pid), sizes)
+    except Unavailable as exc:
+        return {"skipped": str(exc), "seconds": time.monotonic() - started}
     except Exception as exc:
         traceback.print_exc()
         return {"error": f"{type(exc).__name__}: {exc}",
@@ -89,16 +91,17 @@ def table(results: dict[str, Any], targets: list[str]) -> str:
                 row += [_cell(summary.get("rabbitmq")),
                         "n/a" if ratio is None else f"{ratio:.2f}x ({better} is better)"]
             rows.append(row)
-        errors = [f"{t} run {i + 1}: {r['error']}" for t in targets
-                  for i, r in enumerate(data["runs"].get(t, [])) if "error" in r]
-        for error in errors:
-            rows.append(["", "ERROR", error])
-    widths = [max(len(r[c]) for r in rows if len(r) > c and r[1] != "ERROR")
+        for kind in ("error", "skipped"):
+            for t in targets:
+                for i, r in enumerate(data["runs"].get(t, [])):
+                    if kind in r:
+                        rows.append(["", kind.upper(), f"{t} run {i + 1}: {r[kind]}"])
+    widths = [max(len(r[c]) for r in rows if len(r) > c and r[1] not in ("ERROR", "SKIPPED"))
               for c in range(len(rows[0]))]
     lines = []
     for row in rows:
-        if row[1] == "ERROR":
-            lines.append(f"{row[0]:<{widths[0]}}  error: {row[2]}")
+        if row[1] in ("ERROR", "SKIPPED"):
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1].lower()}: {row[2]}")
         else:
             lines.append("  ".join(cell.ljust(widths[c]) if c < 2 else cell.rjust(widths[c])
                                    for c, cell in enumerate(row)).rstrip())
@@ -111,7 +114,7 @@ def update_summary(data: dict[str, Any], scenario: str, targets: list[str]) -> N
         entry: dict[str, Any] = {}
         for target in targets:
             entry[target] = summarize([r.get(key) for r in data["runs"].get(target, [])
-                                       if "error" not in r])
+                                       if "error" not in r and "skipped" not in r])
         ours, theirs = entry.get("ours"), entry.get("rabbitmq")
         if ours and theirs and theirs["median"]:
             entry["ratio"] = ours["median"] / theirs["median"]
@@ -173,8 +176,11 @@ def main() -> None:
             for target in targets:
                 run = run_once(scenario, target, args.rabbitmq_url, rabbit_pid, sizes)
                 data["runs"][target].append(run)
-                shown = run.get("error") or "  ".join(
-                    f"{label}={_fmt(run.get(key))}" for key, label, _ in METRICS[scenario][:3])
+                if "error" in run or "skipped" in run:
+                    shown = run.get("error") or "skipped: " + run["skipped"]
+                else:
+                    shown = "  ".join(f"{label}={_fmt(run.get(key))}"
+                                      for key, label, _ in METRICS[scenario][:3])
                 print(f"  {target:<8} rep {rep + 1}: {shown}  ({run['seconds']:.0f} s)",
                       flush=True)
         update_summary(data, scenario, targets)
