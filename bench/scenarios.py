@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.amqp import Connection
+from bench.amqp import Connection, parse_url
 from bench.brokers import Target, rss_bytes
 from bench.workers import (
     CTX,
@@ -26,9 +26,13 @@ from bench.workers import (
     counter,
     fill_main,
     measure,
+    mqtt_publish_main,
+    mqtt_subscribe_main,
     paced_main,
     produce_main,
     snapshot,
+    stomp_send_main,
+    stomp_subscribe_main,
 )
 
 FANOUT_QUEUES = 8
@@ -38,6 +42,10 @@ ACK_EVERY_C = 50
 PREFETCH_G = 1000
 ACK_EVERY_G = 100
 FIXED_RATE = 1000
+GATEWAY_BODY = 100  # bytes of every MQTT payload and STOMP body (h-k)
+MQTT_WINDOW = 100  # i: publishes without a PUBACK
+STOMP_ACK = "client-individual"  # j: an ACK frame for every MESSAGE
+STOMP_PREFETCH = 100  # j: prefetch-count of the subscription
 
 
 @dataclass
@@ -51,17 +59,23 @@ class Sizes:
     e: tuple[int, int] = (1_000, 10_000)  # at 1,000 msg/s: 1 s warm-up, 10 s measured
     f: int = 500
     g: int = 1_000_000
+    h: tuple[int, int] = (10_000, 200_000)
+    i: tuple[int, int] = (2_000, 50_000)
+    j: tuple[int, int] = (5_000, 100_000)
+    k: tuple[int, int] = (10_000, 200_000)
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(a=(5_000, 50_000), b=(1_000, 10_000), c=(500, 5_000), d=(500, 5_000),
-                   e=(500, 3_000), f=500, g=100_000)
+                   e=(500, 3_000), f=500, g=100_000, h=(2_000, 20_000), i=(500, 5_000),
+                   j=(1_000, 10_000), k=(2_000, 20_000))
 
     def scaled(self, factor: float) -> Sizes:
         def s(pair: tuple[int, int]) -> tuple[int, int]:
             return max(1, int(pair[0] * factor)), max(10, int(pair[1] * factor))
-        return Sizes(s(self.a), s(self.b), s(self.c), s(self.d), self.e, self.f,
-                     max(1000, int(self.g * factor)))
+        return Sizes(a=s(self.a), b=s(self.b), c=s(self.c), d=s(self.d), e=self.e, f=self.f,
+                     g=max(1000, int(self.g * factor)), h=s(self.h), i=s(self.i),
+                     j=s(self.j), k=s(self.k))
 
 
 def _name(kind: str) -> str:
@@ -325,6 +339,109 @@ def scenario_g(target: Target, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- h, i, j, k
+
+
+def _login(target: Target) -> tuple[str, str]:
+    params = parse_url(target.url)
+    return str(params["user"]), str(params["password"])
+
+
+def mqtt_pipe(target: Target, warmup: int, count: int, qos: int) -> dict[str, Any]:
+    """1 MQTT publisher -> 1 topic -> 1 MQTT subscriber (clean sessions), both at `qos`;
+    at QoS 1 the publisher keeps at most MQTT_WINDOW publishes without a PUBACK."""
+    host, port = target.endpoint("mqtt")
+    user, password = _login(target)
+    topic = "bench/" + uuid.uuid4().hex[:8]
+    total = warmup + count
+    workers = Workers()
+    try:
+        delivered, ready = counter(), CTX.Event()
+        workers.start("subscriber", mqtt_subscribe_main, host, port, user, password, topic,
+                      qos, total, delivered, ready)
+        workers.wait_until(ready.is_set, 30, "the subscriber")
+        workers.start("publisher", mqtt_publish_main, host, port, user, password, topic,
+                      GATEWAY_BODY, qos, total, [delivered], _inflight(GATEWAY_BODY),
+                      MQTT_WINDOW if qos else 0, warmup)
+        win = measure(workers, lambda: delivered.value, warmup, total, target.pid)
+        out = workers.join()
+    finally:
+        workers.stop()
+    metrics: dict[str, Any] = {"delivered_per_s": win.rate}
+    if qos:
+        publisher = out["publisher"]
+        metrics["pubacked_per_s"] = total / publisher["confirm_s"]
+        metrics["puback_p50_ms"] = publisher["confirm_latency"].get("p50_ms")
+        metrics["puback_p99_ms"] = publisher["confirm_latency"].get("p99_ms")
+    metrics.update(_window_metrics(win))
+    metrics["messages"] = win.messages
+    return metrics
+
+
+def scenario_h(target: Target, sizes: Sizes) -> dict[str, Any]:
+    return mqtt_pipe(target, *sizes.h, qos=0)
+
+
+def scenario_i(target: Target, sizes: Sizes) -> dict[str, Any]:
+    return mqtt_pipe(target, *sizes.i, qos=1)
+
+
+def scenario_j(target: Target, sizes: Sizes) -> dict[str, Any]:
+    """1 STOMP sender -> /queue/<name> -> 1 STOMP subscriber in STOMP_ACK mode (an ACK
+    for every MESSAGE, prefetch-count STOMP_PREFETCH); the queue is deleted afterwards."""
+    host, port = target.endpoint("stomp")
+    user, password = _login(target)
+    warmup, count = sizes.j
+    total = warmup + count
+    queue = _name("stomp")
+    workers = Workers()
+    try:
+        delivered, ready = counter(), CTX.Event()
+        workers.start("subscriber", stomp_subscribe_main, host, port, user, password,
+                      "/queue/" + queue, STOMP_ACK, STOMP_PREFETCH, total, delivered, ready)
+        workers.wait_until(ready.is_set, 30, "the subscriber")
+        workers.start("sender", stomp_send_main, host, port, user, password, "/queue/" + queue,
+                      GATEWAY_BODY, total, [delivered], _inflight(GATEWAY_BODY))
+        win = measure(workers, lambda: delivered.value, warmup, total, target.pid)
+        workers.join()
+    finally:
+        workers.stop()
+        _cleanup(target.url, [queue])
+    return {"delivered_per_s": win.rate, **_window_metrics(win), "messages": win.messages}
+
+
+def scenario_k(target: Target, sizes: Sizes) -> dict[str, Any]:
+    """MQTT QoS 0 publisher on topic bench/<id> -> an AMQP queue bound to amq.topic with
+    bench.<id> -> 1 AMQP autoack consumer."""
+    host, port = target.endpoint("mqtt")
+    user, password = _login(target)
+    warmup, count = sizes.k
+    total = warmup + count
+    queue = _name("mqtt-to-amqp")
+    ident = uuid.uuid4().hex[:8]
+
+    async def declare(conn: Connection) -> None:
+        await conn.declare_queue(queue)
+        await conn.bind(queue, "amq.topic", "bench." + ident)  # MQTT's / is AMQP's .
+
+    admin(target.url, declare)
+    workers = Workers()
+    try:
+        delivered, ready = counter(), CTX.Event()
+        workers.start("consumer", consume_main, target.url, [queue], True, 0, 0, total,
+                      [delivered], ready)
+        workers.wait_until(ready.is_set, 30, "the consumer")
+        workers.start("publisher", mqtt_publish_main, host, port, user, password,
+                      "bench/" + ident, GATEWAY_BODY, 0, total, [delivered],
+                      _inflight(GATEWAY_BODY))
+        win = measure(workers, lambda: delivered.value, warmup, total, target.pid)
+        workers.join()
+    finally:
+        workers.stop()
+        _cleanup(target.url, [queue])
+    return {"delivered_per_s": win.rate, **_window_metrics(win), "messages": win.messages}
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Target, Sizes], dict[str, Any]]]] = {
     "a": ("1 producer -> 1 queue -> 1 consumer, 16 B, transient, autoack", scenario_a),
     "b": ("as a, 4 KiB bodies", scenario_b),
@@ -334,6 +451,12 @@ SCENARIOS: dict[str, tuple[str, Callable[[Target, Sizes], dict[str, Any]]]] = {
     "e": ("1,000 msg/s fixed rate, end-to-end latency", scenario_e),
     "f": ("idle connections: channel + exclusive queue + consumer each", scenario_f),
     "g": ("backlog of 16 B messages, no consumer; then drained with acks", scenario_g),
+    "h": ("MQTT QoS 0, 1 publisher -> 1 topic -> 1 subscriber, 100 B", scenario_h),
+    "i": ("MQTT QoS 1 (window 100 PUBACKs) -> 1 QoS 1 subscriber, 100 B", scenario_i),
+    "j": ("STOMP SEND -> /queue -> 1 subscriber (client-individual, prefetch 100), 100 B",
+          scenario_j),
+    "k": ("MQTT QoS 0 publish -> amq.topic -> AMQP queue, autoack consumer, 100 B",
+          scenario_k),
 }
 
 # Per scenario: (metric, label, which way is better); the first is the headline.
@@ -373,4 +496,19 @@ METRICS: dict[str, list[tuple[str, str, str]]] = {
           ("generator_cpu_us_per_msg_drain", "generator CPU us/msg drain", "lower"),
           ("rss_after_drain_mib_over_start", "broker RSS after drain, MiB over start",
            "lower")],
+    "h": [("delivered_per_s", "delivered msg/s", "higher"),
+          ("broker_cpu_us_per_msg", "broker CPU us/msg", "lower"),
+          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower")],
+    "i": [("delivered_per_s", "delivered msg/s", "higher"),
+          ("broker_cpu_us_per_msg", "broker CPU us/msg", "lower"),
+          ("pubacked_per_s", "PUBACKed msg/s (whole run)", "higher"),
+          ("puback_p50_ms", "PUBACK latency p50 ms", "lower"),
+          ("puback_p99_ms", "PUBACK latency p99 ms", "lower"),
+          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower")],
+    "j": [("delivered_per_s", "delivered (acked) msg/s", "higher"),
+          ("broker_cpu_us_per_msg", "broker CPU us/msg", "lower"),
+          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower")],
+    "k": [("delivered_per_s", "delivered msg/s", "higher"),
+          ("broker_cpu_us_per_msg", "broker CPU us/msg", "lower"),
+          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower")],
 }

@@ -1,12 +1,12 @@
 """Load-generator processes and the parent's view of them.
 
-Every producer and consumer runs in its own forked process on its own event loop (uvloop
-when installed), so the generator shares no interpreter with the broker or with the
-orchestrating parent. Consumers publish their delivered count through shared memory once
-per read pass; producers read those counts to keep at most `max_inflight` messages between
-them and the slowest consumer (so they measure the broker, not how much the socket buffers
-hold). The parent samples the counts, the clock and /proc (broker and generator CPU) at the
-start and end of a measured window.
+Every producer and consumer (AMQP, MQTT or STOMP) runs in its own forked process on its
+own event loop (uvloop when installed), so the generator shares no interpreter with the
+broker or with the orchestrating parent. Consumers publish their delivered count through
+shared memory once per read pass; producers read those counts to keep at most
+`max_inflight` messages between them and the slowest consumer (so they measure the broker,
+not how much the socket buffers hold). The parent samples the counts, the clock and /proc
+(broker and generator CPU) at the start and end of a measured window.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import multiprocessing
 import queue
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench import mqtt, stomp
 from bench.amqp import AMQPError, Connection, encode_publish
 from bench.brokers import cpu_seconds
 
@@ -420,3 +422,122 @@ async def connections_main(url: str, n: int, ready: Any, stop: Any) -> dict[str,
         await asyncio.sleep(0.05)
     await asyncio.gather(*(c.close() for c in conns))
     return {"setup_s": setup}
+
+
+# --------------------------------------------------------------------------- MQTT, STOMP
+
+
+def _client_id(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+async def _publish_ring(client: mqtt.Client | stomp.Client, ring: memoryview, count: int,
+                        total: int, gates: list[Any], max_inflight: int,
+                        confirms: Confirms | None = None, window: int = 0) -> dict[str, Any]:
+    """Write `total` publishes as slices of `ring` (`count` whole packets or frames,
+    written in turn), at most `max_inflight` ahead of the slowest consumer in `gates` and,
+    with `confirms`, at most `window` unconfirmed; return once every consumer has all."""
+    size = len(ring) // count
+    started = time.perf_counter()
+    sent = 0
+    sleep = asyncio.sleep
+    while sent < total:
+        at = sent % count
+        n = min(count - at, total - sent)
+        room = max_inflight - (sent - min(g.value for g in gates))
+        if room < min(n, 64):  # wait for a worthwhile batch, not a trickle
+            if client.error:
+                await client.drain()  # raises the client's error
+            await sleep(0.001)
+            continue
+        n = min(n, room)
+        if confirms is not None:
+            room = window - (sent - confirms.count)
+            if room <= 0:
+                await confirms.wait()
+                continue
+            n = min(n, room)
+            confirms.stamp(sent + 1, n)
+        if client.paused or client.error:
+            await client.drain()
+        client.write(ring[at * size:(at + n) * size])
+        sent += n
+    written = time.perf_counter()
+    if confirms is not None:
+        while confirms.count < total:
+            if client.error:
+                await client.drain()
+            await confirms.wait()
+    confirmed = time.perf_counter()
+    while min(g.value for g in gates) < total:  # closing now could drop what is in flight
+        if client.error:
+            await client.drain()
+        await sleep(0.005)
+    result: dict[str, Any] = {"write_s": written - started, "confirm_s": confirmed - started}
+    if confirms is not None:
+        result["confirm_latency"] = percentiles(confirms.latency_ns)
+    return result
+
+
+async def mqtt_publish_main(host: str, port: int, user: str, password: str, topic: str,
+                            body_size: int, qos: int, total: int, gates: list[Any],
+                            max_inflight: int, window: int = 0,
+                            latency_after: int = 0) -> dict[str, Any]:
+    """Publish `total` identical payloads to `topic` at QoS 0 or 1 (then at most `window`
+    without a PUBACK; PUBACK latency from the write of a publish to its PUBACK)."""
+    client = await mqtt.Client.open(host, port, _client_id("pub"), user, password)
+    ring, count = mqtt.encode_ring(topic, b"x" * body_size, qos)
+    confirms = None
+    if qos:
+        confirms = Confirms(total, latency_after)
+        acked = confirms
+
+        def on_puback(ident: int) -> None:  # the unacked publish with this packet id
+            low = acked.low
+            acked.on_confirm(low + (ident - low) % mqtt.PACKET_IDS, False, False)
+
+        client.on_puback = on_puback
+    result = await _publish_ring(client, ring, count, total, gates, max_inflight, confirms,
+                                 window)
+    client.close()
+    return result
+
+
+async def mqtt_subscribe_main(host: str, port: int, user: str, password: str, topic: str,
+                              qos: int, expected: int, count: Any, ready: Any) -> dict[str, Any]:
+    """Subscribe to `topic` at `qos` (QoS 1: a PUBACK for every delivery); returns once
+    `expected` publishes have arrived."""
+    client = await mqtt.Client.open(host, port, _client_id("sub"), user, password)
+    client.counter = count
+    await client.subscribe(topic, qos)
+    ready.set()
+    await client.delivered_at_least(expected)
+    client.close()
+    return {"delivered": client.delivered}
+
+
+async def stomp_send_main(host: str, port: int, user: str, password: str, destination: str,
+                          body_size: int, total: int, gates: list[Any],
+                          max_inflight: int) -> dict[str, Any]:
+    """SEND `total` identical bodies to `destination` in ~64 KiB batches of frames."""
+    client = await stomp.Client.open(host, port, user, password)
+    one = stomp.encode_send(destination, b"x" * body_size)
+    count = max(1, min(1024, 65536 // len(one)))
+    result = await _publish_ring(client, memoryview(one * count), count, total, gates,
+                                 max_inflight)
+    await client.close()
+    return result
+
+
+async def stomp_subscribe_main(host: str, port: int, user: str, password: str,
+                               destination: str, ack: str, prefetch: int, expected: int,
+                               count: Any, ready: Any) -> dict[str, Any]:
+    """SUBSCRIBE to `destination` in ack mode `ack` (client modes: an ACK for every
+    MESSAGE); returns once `expected` messages have arrived."""
+    client = await stomp.Client.open(host, port, user, password)
+    client.counter = count
+    await client.subscribe(destination, ack, prefetch)
+    ready.set()
+    await client.delivered_at_least(expected)
+    await client.close()
+    return {"delivered": client.delivered}
