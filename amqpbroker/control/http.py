@@ -264,7 +264,24 @@ def control_app(controller: Controller, *, restart_waits: bool) -> ASGIApp:
 
 async def serve_controlled(settings: Settings) -> None:
     """Serve a test broker until SIGINT or SIGTERM, with its control on the control port
-    and (with `test_control`) on the management port, under `/api/test`."""
+    and (with `test_control`) on the management port, under `/api/test`. A failure to
+    start (a port in use, an unusable data directory) is raised as itself, as a plain
+    `serve` raises it, not inside the task groups' exception groups."""
+    try:
+        await _serve_controlled(settings)
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside nested single-error groups, or the group itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+async def _serve_controlled(settings: Settings) -> None:
     controller = Controller(settings)
     if settings.test_control:
         controller.control_app = control_app(controller, restart_waits=False)

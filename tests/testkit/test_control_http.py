@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -139,3 +140,16 @@ def test_on_the_management_port(tmp_path) -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(serve_command(port, None, "--control-port", str(free_port())),
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"amqpbroker: cannot listen on 127.0.0.1 (port {port} or the control port "
+        f"{result.args[-1]}): address already in use"]
