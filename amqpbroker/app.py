@@ -140,6 +140,9 @@ async def running(settings: Settings, *, timers: Timers | None = None,
             await server.shutdown(shutdown_grace)
             for listener in web:
                 listener.close()
+            with anyio.move_on_after(SHUTDOWN_GRACE):  # their sockets closed, not left open
+                for listener in web:
+                    await listener.stopped.wait()
             server.broker.store.close()
             tasks.cancel_scope.cancel()  # the statistics sampler
 
