@@ -1,16 +1,19 @@
 """STOMP over WebSocket (Web STOMP) with a real WebSocket client (websockets): the
 handshake and its subprotocols, a subscription with acks, SEND and MESSAGE across Web
 STOMP, plain STOMP and AMQP, heart-beats, bad input and a dropped WebSocket that leave the
-other connections alone, a resource alarm, the management API's protocol name, and a
-broker shutdown that closes WebSocket clients at once."""
+other connections alone, a resource alarm, the management API's protocol name, a broker
+shutdown that closes WebSocket clients at once, and the README's example."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import re
 import socket
 import struct
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pika
@@ -25,6 +28,7 @@ from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 TIMEOUT = 10.0
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 class WebStomp:
@@ -300,3 +304,13 @@ def test_broker_shutdown_closes_websocket_clients_at_once() -> None:
     assert time.monotonic() - started < 2
     with pytest.raises(OSError):  # the port is free: nothing listens
         WebStomp(port)
+
+
+def test_the_readme_example(web_port: int) -> None:
+    text = README.read_text()
+    section = text[text.index("### Over WebSocket\n"):]
+    [example] = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ")], re.S)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(example.replace("15674", str(web_port)), {})
+    assert printed.getvalue() == "CONNECTED\nhello\n"
