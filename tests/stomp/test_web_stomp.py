@@ -160,6 +160,16 @@ def test_a_bad_subprotocol_or_path_is_refused(web_port: int, offered: list[str],
         client.connect()
 
 
+def test_a_refusing_broker_refuses_websockets_too(web_port: int,
+                                                  broker: EmbeddedBroker) -> None:
+    broker.refuse_connections(30)
+    with pytest.raises(InvalidStatus):
+        WebStomp(web_port)
+    broker.refuse_connections(0)
+    with WebStomp(web_port) as client:
+        client.connect()
+
+
 def test_plain_http_gets_a_404(web_port: int) -> None:
     assert httpx.get(f"http://127.0.0.1:{web_port}/ws", timeout=TIMEOUT).status_code == 404
 
