@@ -36,6 +36,8 @@ from amqpbroker.transport.websocket import MQTT, STOMP, WebProtocol, WebSocketAp
 
 log = logging.getLogger("amqpbroker")
 
+WEB_HEADROOM = 1024 * 1024  # a WebSocket message's bytes beyond its largest body
+
 
 def build_broker(settings: Settings, timers: Timers | None = None) -> Broker:
     """The broker (on `timers`' clock, by default the real one), recovered from its data
@@ -112,8 +114,9 @@ async def running(settings: Settings, *, timers: Timers | None = None,
     web: list[HttpListener] = []  # closed after the clients were told of the shutdown
     statistics = Statistics(server, settings.collect_statistics_interval / 1000)
     try:
-        for app, port in web_apps(settings, server):
-            web.append(HttpListener(app, settings.host, port))
+        for app, port in web_apps(settings, server):  # a message holds a whole frame
+            web.append(HttpListener(app, settings.host, port,
+                                    ws_max_size=settings.max_message_size + WEB_HEADROOM))
         if settings.management_port:
             listeners.append(HttpListener(create_app(server, statistics, control_app),
                                           settings.host, settings.management_port))

@@ -23,12 +23,14 @@ class _Server(uvicorn.Server):
 
 
 class HttpListener:
-    """One ASGI app on one TCP port."""
+    """One ASGI app on one TCP port; `ws_max_size`: the largest WebSocket message."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, *,
+                 ws_max_size: int = 16 * 1024 * 1024) -> None:
         self.sock = socket.create_server((host, port), reuse_port=False)
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                ws_max_size=ws_max_size)
         self.server = _Server(config)
         self.stopped = anyio.Event()  # uvicorn closed its connections and returned
 

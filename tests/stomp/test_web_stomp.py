@@ -39,7 +39,7 @@ class WebStomp:
                  path: str = "/ws") -> None:
         self.stack = contextlib.ExitStack()
         self.ws: ClientConnection = self.stack.enter_context(connect(
-            f"ws://127.0.0.1:{port}{path}", open_timeout=TIMEOUT, close_timeout=1,
+            f"ws://127.0.0.1:{port}{path}", open_timeout=TIMEOUT, close_timeout=1, max_size=None,
             subprotocols=["v12.stomp"] if subprotocols is None else subprotocols or None))
         self.parser = FrameParser(FrameLimits(max_body=1 << 30))
         self.frames: list[Frame] = []
@@ -137,6 +137,15 @@ def test_a_binary_body_comes_as_a_binary_message(web_port: int) -> None:
         client.ws.send(b"SEND\ndestination:/queue/raw\ncontent-length:3\n\n\xff\x00\xfe\x00")
         assert client.frame().body == b"\xff\x00\xfe"
         assert isinstance(client.messages[-1], bytes)
+
+
+def test_a_body_larger_than_websockets_default_limit(web_port: int) -> None:
+    body = b"x" * (17 * 1024 * 1024)
+    with WebStomp(web_port) as client:
+        client.connect()
+        client.send("SUBSCRIBE", id="s", destination="/queue/big")
+        client.ws.send(b"SEND\ndestination:/queue/big\n\n" + body + b"\x00")
+        assert client.frame().body == body
 
 
 @pytest.mark.parametrize(("offered", "chosen"), [
