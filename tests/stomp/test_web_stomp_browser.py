@@ -106,8 +106,10 @@ def test_a_browser_speaks_stomp_over_websocket(browser: WebDriver, page: str) ->
         wait = WebDriverWait(browser, 10, poll_frequency=0.05)
 
         def bodies(driver: Any) -> list[str]:
-            return [frame.split("\n\n", 1)[1].rstrip("\0") for frame in frames(driver)
-                    if frame.startswith("MESSAGE")]
+            """The MESSAGE bodies (a WebSocket message may hold more than one frame)."""
+            received = "".join(frames(driver)).split("\0")
+            return [frame.split("\n\n", 1)[1] for frame in received
+                    if frame.lstrip("\n").startswith("MESSAGE")]
 
         assert wait.until(bodies) == ["from the browser"]
         assert browser.execute_script("return window.protocol") == "v12.stomp"
