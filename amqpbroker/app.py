@@ -33,8 +33,11 @@ from amqpbroker.transport.owner import Frontend
 from amqpbroker.transport.server import SHUTDOWN_GRACE, Server
 from amqpbroker.transport.stomp import StompClient
 from amqpbroker.transport.tls import TLSSettings
+from amqpbroker.transport.websocket import MQTT, STOMP, WebProtocol, WebSocketApp
 
 log = logging.getLogger("amqpbroker")
+
+WEB_HEADROOM = 1024 * 1024  # a WebSocket message's bytes beyond its largest body
 
 
 def build_broker(settings: Settings, timers: Timers | None = None) -> Broker:
@@ -71,6 +74,17 @@ def connection_limits(settings: Settings) -> Limits:
     return Limits(**{field.name: getattr(settings, field.name) for field in fields(Limits)})
 
 
+def web_apps(settings: Settings, server: Server) -> list[tuple[WebSocketApp, int]]:
+    """The WebSocket apps that are on (Web STOMP, Web MQTT) and their ports. Each serves
+    the owners of the server's frontend of the same name: a protocol with no frontend (no
+    "mqtt" one yet) is not served over WebSocket either."""
+    factories = {frontend.name: frontend.factory for frontend in server.frontends}
+    wanted: list[tuple[WebProtocol, int]] = [(STOMP, settings.web_stomp_port),
+                                             (MQTT, settings.web_mqtt_port)]
+    return [(WebSocketApp(server, protocol, factories[protocol.name]), port)
+            for protocol, port in wanted if port and protocol.name in factories]
+
+
 def build(settings: Settings, timers: Timers | None = None) -> Server:
     """The broker and its server."""
     broker = build_broker(settings, timers)
@@ -101,8 +115,12 @@ async def running(settings: Settings, *, timers: Timers | None = None,
     under `/api/test` on the management port."""
     server = build(settings, timers)
     listeners: list[HttpListener] = []
+    web: list[HttpListener] = []  # closed after the clients were told of the shutdown
     statistics = Statistics(server, settings.collect_statistics_interval / 1000)
     try:
+        for app, port in web_apps(settings, server):  # a message holds a whole frame
+            web.append(HttpListener(app, settings.host, port,
+                                    ws_max_size=settings.max_message_size + WEB_HEADROOM))
         if settings.management_port:
             listeners.append(HttpListener(create_app(server, statistics, control_app),
                                           settings.host, settings.management_port))
@@ -111,13 +129,13 @@ async def running(settings: Settings, *, timers: Timers | None = None,
                                           settings.prometheus_port))
         await server.listen()
     except OSError:
-        for listener in listeners:
+        for listener in listeners + web:
             listener.sock.close()
         server.broker.store.close()
         raise
     async with anyio.create_task_group() as tasks:
         await tasks.start(server.serve)
-        for listener in listeners:
+        for listener in listeners + web:
             await tasks.start(listener.serve)
         if settings.management_port:
             await tasks.start(statistics.run)
@@ -127,6 +145,11 @@ async def running(settings: Settings, *, timers: Timers | None = None,
             for listener in listeners:
                 listener.close()
             await server.shutdown(shutdown_grace)
+            for listener in web:
+                listener.close()
+            with anyio.move_on_after(SHUTDOWN_GRACE):  # their sockets closed, not left open
+                for listener in web:
+                    await listener.stopped.wait()
             server.broker.store.close()
             tasks.cancel_scope.cancel()  # the statistics sampler
 
@@ -146,6 +169,9 @@ async def serve_until_signalled(settings: Settings) -> None:
                 log.info("MQTT on %s:%d", settings.host, server.frontend_ports["mqtt"])
             if "stomp" in server.frontend_ports:
                 log.info("STOMP on %s:%d", settings.host, server.frontend_ports["stomp"])
+            for app, port in web_apps(settings, server):
+                log.info("Web %s on ws://%s:%d/ws", app.protocol.name.upper(), settings.host,
+                         port)
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)
                 break

@@ -36,6 +36,8 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "prometheus_port": click.IntRange(0, 65535),
     "stomp_port": click.IntRange(0, 65535),
     "mqtt_port": click.IntRange(0, 65535),
+    "web_stomp_port": click.IntRange(0, 65535),
+    "web_mqtt_port": click.IntRange(0, 65535),
     "collect_statistics_interval": click.IntRange(1),
     "control_port": click.IntRange(0, 65535),
     "log_level": click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -124,6 +126,10 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
                 asked.append(f"the Prometheus port {settings.prometheus_port}")
             if settings.stomp_port:
                 asked.append(f"the STOMP port {settings.stomp_port}")
+            if settings.web_stomp_port:
+                asked.append(f"the Web STOMP port {settings.web_stomp_port}")
+            if settings.web_mqtt_port:
+                asked.append(f"the Web MQTT port {settings.web_mqtt_port}")
             if settings.control_port:
                 asked.append(f"the control port {settings.control_port}")
             if settings.mqtt_port:

@@ -64,6 +64,8 @@ class Settings:
     prometheus_port: int = _setting(15692, "Prometheus metrics port (0: off).")
     stomp_port: int = _setting(61613, "STOMP port (0: off).")
     mqtt_port: int = _setting(1883, "MQTT 3.1, 3.1.1 and 5.0 port (0: off).")
+    web_stomp_port: int = _setting(15674, "STOMP over WebSocket port, at /ws (0: off).")
+    web_mqtt_port: int = _setting(15675, "MQTT over WebSocket port, at /ws (0: off).")
     collect_statistics_interval: int = _setting(5000, "Milliseconds between the samples "
                                                       "that message rates come from.")
     control_port: int = _setting(0, "Test control HTTP port (0: off): inspection, clock and "

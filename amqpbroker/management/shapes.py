@@ -133,9 +133,10 @@ def connection(client: ClientConnection, local: str, *, stats: View | None = Non
     host, port = _peer(client)
     local_host, _, local_port = local.rpartition(":")
     props = jsonable(proto.client_properties)
+    web = "Web " if getattr(client, "web", False) else ""  # set by transport/websocket.py
     return {
         "name": connection_name(client, local), "node": NODE, "user": proto.username,
-        "vhost": proto.vhost, "state": "running", "protocol": proto.protocol_name,
+        "vhost": proto.vhost, "state": "running", "protocol": web + proto.protocol_name,
         "auth_mechanism": proto.mechanism, "peer_host": host, "peer_port": port,
         "host": local_host,
         "port": int(local_port) if local_port.isdigit() else 0,

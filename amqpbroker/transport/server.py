@@ -3,7 +3,8 @@
 Each connection runs in its own task group inside its own exception boundary: whatever
 goes wrong with one peer ends that connection only. The tasks talk to the connection's
 owner (`bridge.ClientConnection` for AMQP; the owner of another protocol's `Frontend`,
-through `owner.Owner`) and to nothing behind it.
+through `owner.Owner`) and to nothing behind it. `serve_client` runs the same tasks for a
+connection that arrived another way, as a byte stream (a WebSocket's, `websocket.py`).
 
 Connections (heartbeats, handshake timeouts) run on the real clock, whatever clock the
 broker's timers use. For test suites the server can also refuse new connections for a
@@ -22,7 +23,7 @@ import struct
 import time
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskStatus
 
 from amqpbroker.broker.broker import Broker
 from amqpbroker.protocol.amqp.connection import Limits
@@ -70,7 +71,7 @@ class Server:
         self.clients: set[ClientConnection] = set()
         self.clock = time.monotonic
         self.refusing_until = 0.0
-        self._streams: dict[ClientConnection, SocketStream] = {}
+        self._streams: dict[ClientConnection, ByteStream] = {}
         self.resources = resources
         self.memory = HeldMemory(broker, self.connection_memory)
         self.tls = tls
@@ -178,11 +179,12 @@ class Server:
         self.refusing_until = self.clock() + seconds
 
     def drop(self, client: ClientConnection) -> None:
-        """Reset one client's socket with no Close: to the client, a network failure."""
+        """Reset one client's socket with no Close: to the client, a network failure. A
+        client whose stream has no socket of its own (a WebSocket's) is left alone."""
         stream = self._streams.get(client)
-        if stream is None:
+        sock = None if stream is None else stream.extra(SocketAttribute.raw_socket, None)
+        if sock is None:
             return
-        sock = stream.extra(SocketAttribute.raw_socket)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
 
@@ -205,18 +207,32 @@ class Server:
         if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
 
+    def admits(self) -> bool:
+        """Whether a new connection may open now: not shutting down, under the connection
+        limit and not refusing connections."""
+        full = self.max_connections is not None and len(self.clients) >= self.max_connections
+        if full:
+            log.warning("connection refused: the limit of %d connections is reached",
+                        self.max_connections)
+        return not (self._closing or full or self.clock() < self.refusing_until)
+
     async def _handle(self, stream: SocketStream,
                       factory: OwnerFactory = ClientConnection) -> None:
-        full = self.max_connections is not None and len(self.clients) >= self.max_connections
-        if self._closing or full or self.clock() < self.refusing_until:
-            if full:
-                log.warning("connection refused: the limit of %d connections is reached",
-                            self.max_connections)
+        if not self.admits():
             await stream.aclose()
             return
-        address = stream.extra(SocketAttribute.remote_address, None)
+        await self.serve_client(stream, factory,
+                                stream.extra(SocketAttribute.remote_address, None),
+                                external_user=peer_common_name(stream))
+
+    async def serve_client(self, stream: ByteStream, factory: OwnerFactory, address: object,
+                           *, external_user: str | None = None) -> None:
+        """Serve one connection from `address` (a (host, port, ...) tuple) over `stream`
+        (a socket, or any byte stream such as a WebSocket's messages) with the owner that
+        `factory` builds, until it ends; `stream` is closed on return. Meanwhile the owner
+        is one of `clients`, seen by alarms, shutdown and the management API."""
         try:
-            host, port = address[:2]  # type: ignore[index,str-unpack]
+            host, port = address[:2]  # type: ignore[index]
             peer = f"{host}:{port}"
             loopback = ipaddress.ip_address(host).is_loopback
         except (TypeError, ValueError):
@@ -224,7 +240,7 @@ class Server:
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = factory(self.broker, self.limits, peer=peer, now=self.clock(),
                          wake=wakeup.set, rearm=rearm.set, loopback=loopback,
-                         external_user=peer_common_name(stream))
+                         external_user=external_user)
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
         self._streams[client] = stream
@@ -245,7 +261,7 @@ class Server:
             if self._closing and not self.clients:
                 self._all_gone.set()
 
-    async def _reader(self, client: ClientConnection, stream: SocketStream,
+    async def _reader(self, client: ClientConnection, stream: ByteStream,
                       tasks: anyio.abc.TaskGroup) -> None:
         try:
             while not client.closed:
@@ -273,7 +289,7 @@ class Server:
             client.connection_lost("connection lost")
             tasks.cancel_scope.cancel()
 
-    async def _writer(self, client: ClientConnection, stream: SocketStream, wakeup: _Wakeup,
+    async def _writer(self, client: ClientConnection, stream: ByteStream, wakeup: _Wakeup,
                       tasks: anyio.abc.TaskGroup) -> None:
         try:
             while True:
