@@ -48,6 +48,7 @@ class Subscription:
     routing_key: str
     no_local: bool = False
     identifier: int | None = None
+    retain_as_published: bool = False
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -201,7 +202,8 @@ class MqttNode:
             return
         try:
             props = {k: v for k, v in will.properties.items() if k != "will_delay_interval"}
-            message = build_message(will.topic, will.payload, will.qos, False, props)
+            message = build_message(will.topic, will.payload, will.qos, False,
+                                    will.retain, props)
             session.open_channel(1).publish((EXCHANGE, message.routing_key, False, False),
                                             message)
             if will.retain:

@@ -1,5 +1,5 @@
 """Fixtures of the MQTT tests: a broker with its MQTT listener on a free loopback port,
-and paho clients that are closed before it stops."""
+paho clients and raw sockets that are closed before it stops, and a pika connection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pika
 import pytest
-from mqtt_support import Client
+from mqtt_support import V311, Client, RawMqtt
 from support.processes import free_port
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
@@ -37,6 +37,21 @@ def mqtt_client(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., Client]]:
     yield open_client
     for client in opened:
         client.close()
+
+
+@pytest.fixture
+def raw(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., RawMqtt]]:
+    """Opens raw MQTT sockets to `mqtt_broker` (closed at the end)."""
+    opened: list[RawMqtt] = []
+
+    def open_raw(version: int = V311) -> RawMqtt:
+        conn = RawMqtt(mqtt_port(mqtt_broker), version)
+        opened.append(conn)
+        return conn
+
+    yield open_raw
+    for conn in opened:
+        conn.close()
 
 
 @pytest.fixture

@@ -71,8 +71,9 @@ class Client:
         if self.version == V5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
+            properties = options.pop("properties", None)
             self.paho.subscribe(topic, options=SubscribeOptions(qos=qos, **options),
-                                properties=options.pop("properties", None))
+                                properties=properties)
         else:
             self.paho.subscribe(topic, qos)
         return self.subacks.get(timeout=TIMEOUT)
@@ -143,6 +144,16 @@ class RawMqtt:
             if not chunk:
                 raise EOFError("the broker closed the connection")
             self.buffer += chunk
+
+    def no_packet(self, timeout: float = 0.3) -> None:
+        """Nothing arrives for `timeout` seconds."""
+        assert not self.buffer, f"unexpected bytes from the broker: {self.buffer[:64]!r}"
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected bytes from the broker: {chunk[:64]!r}")
 
     def closed(self) -> bool:
         """True once the broker closed the connection (packets before that are skipped)."""
