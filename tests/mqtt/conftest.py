@@ -4,11 +4,10 @@ paho clients and raw sockets that are closed before it stops, and a pika connect
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pika
 import pytest
-from mqtt_support import V311, Client, RawMqtt
+from support.mqtt_clients import V311, Client, RawMqtt, clients
 from support.processes import free_port
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
@@ -27,16 +26,8 @@ def mqtt_port(broker: EmbeddedBroker) -> int:
 @pytest.fixture
 def mqtt_client(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., Client]]:
     """Opens paho clients to `mqtt_broker` (connected: the CONNACK is in `connected()`)."""
-    opened: list[Client] = []
-
-    def open_client(*args: Any, **kwargs: Any) -> Client:
-        client = Client(mqtt_port(mqtt_broker), *args, **kwargs)
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        client.close()
+    with clients(mqtt_port(mqtt_broker)) as open_client:
+        yield open_client
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from mqtt_support import V5, Client, RawMqtt
+from support.mqtt_clients import V5, Client, RawMqtt
 
 from amqpbroker.protocol.mqtt import packets as p
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mqtt_support import V5, Client
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from support.mqtt_clients import V5, Client
 from support.processes import free_port
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread

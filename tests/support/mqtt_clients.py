@@ -7,6 +7,8 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -109,6 +111,23 @@ class Client:
             sock.close()
         self.disconnected.wait(TIMEOUT)
         self.paho.loop_stop()
+
+
+@contextmanager
+def clients(port: int) -> Iterator[Callable[..., Client]]:
+    """Opens paho clients to the MQTT listener on `port`; closes them at the end."""
+    opened: list[Client] = []
+
+    def open_client(*args: Any, **kwargs: Any) -> Client:
+        client = Client(port, *args, **kwargs)
+        opened.append(client)
+        return client
+
+    try:
+        yield open_client
+    finally:
+        for client in opened:
+            client.close()
 
 
 class RawMqtt:
