@@ -100,6 +100,7 @@ def build(settings: Settings, timers: Timers | None = None) -> Server:
                           fail_if_no_peer_cert=settings.tls_fail_if_no_peer_cert)
     mqtt = MqttNode(default_user=settings.default_user, default_pass=settings.default_pass,
                     default_vhost=settings.default_vhost)
+    mqtt.attach(broker)
     return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
                   tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections,
                   frontends=(Frontend("mqtt", settings.mqtt_port, mqtt),

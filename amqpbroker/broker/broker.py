@@ -36,6 +36,9 @@ class Broker:
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.churn = Churn()
         self.deleted_vhost_stats = MessageStats()  # what deleted vhosts had counted
+        # runtime records of the frontends (e.g. MQTT retained messages), by kind, as
+        # recovered from the store: each frontend takes its own at start
+        self.frontend_records: dict[str, list[dict[str, Any]]] = {}
         self.vhosts: dict[str, VirtualHost] = {
             default_vhost: VirtualHost(name=default_vhost, timers=self.timers, store=self.store,
                                        paging=paging, churn=self.churn)}
@@ -125,5 +128,7 @@ class Broker:
             self.add_vhost(value["name"], record=False)
         elif kind in ("policy", "operator_policy"):
             self.add_vhost(value["vhost"], record=False).restore_policy(kind, value)
-        else:
+        elif kind in ("user", "permission", "topic_permission"):
             self.access.restore(kind, value)
+        else:
+            self.frontend_records.setdefault(kind, []).append(value)

@@ -338,6 +338,18 @@ class VirtualHost:
                                           routing_key, arguments)
             self._maybe_auto_delete(exchange)
 
+    def set_queue_expires(self, queue: Queue, expires: int | None) -> None:
+        """Change a queue's `x-expires` argument (ms; None: none), recorded if the queue
+        is: a frontend's session that outlives its connection for another time (an MQTT
+        5 session expiry given at DISCONNECT)."""
+        arguments = {k: v for k, v in queue.arguments.items() if k != "x-expires"}
+        if expires is not None:
+            arguments["x-expires"] = expires
+        queue.arguments = arguments
+        queue.apply_policy(queue.policy, queue.operator_policy)
+        if queue.stored:
+            self.store.put_queue(self.name, queue.name, queue.auto_delete, arguments)
+
     def consumer_gone(self, queue: Queue) -> None:
         """Auto-delete: a queue that had consumers goes when its last one does."""
         if queue.auto_delete and queue.had_consumer and not queue.groups:

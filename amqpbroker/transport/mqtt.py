@@ -109,10 +109,11 @@ class MqttConnection:
         self.consuming: bool | None = None  # None: no consumer; else: acks needed
         self.credit = PREFETCH
         self.only_qos = -1  # the QoS of the one subscription, -1 with more or none
-        self.tagged = False  # some subscription has an identifier or no_local
+        self.tagged = False  # some subscription has an identifier, no_local or RAP
         self.no_local = False
         self.recent: deque[Message] = deque(maxlen=256)  # published here, for no_local
         self.inflight: dict[int, tuple[int | None, int]] = {}  # packet id: (tag, qos)
+        self.copies: dict[int, int] = {}  # delivery tag: copies sent and not yet acked
         self.last_packet_id = 0
         self.confirms: deque[tuple[int, int, int]] = deque()  # (seq, packet id, qos)
         self.publish_seq = 0
@@ -244,7 +245,7 @@ class MqttConnection:
                 self._channel.delete_queue(self.queue)
                 existing = None
         state = node.sessions.get(key)
-        if state is None:
+        if state is None or (existing is None and state.subscriptions):  # queue expired
             state = SessionState(expiry)
             if existing is not None:
                 state.subscriptions = subscriptions_of(existing)
@@ -293,7 +294,7 @@ class MqttConnection:
                 self._send(p.Pubrec(packet_id))
             return
         message = build_message(packet.topic, packet.payload, qos, packet.dup,
-                                packet.properties)
+                                packet.retain, packet.properties)
         session = self.session
         assert session is not None
         try:
@@ -373,6 +374,12 @@ class MqttConnection:
         self.state.outbound_pubrel.discard(packet.packet_id)
 
     def _ack(self, tag: int) -> None:
+        copies = self.copies.get(tag)
+        if copies is not None:  # one of several copies: ack once all are acked
+            if copies > 1:
+                self.copies[tag] = copies - 1
+                return
+            del self.copies[tag]
         # unknown: the delivery already went back to its queue
         with contextlib.suppress(errors.ChannelError):
             self._channel.ack(tag, False)
@@ -405,7 +412,7 @@ class MqttConnection:
                 codes.append(p.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             new = Subscription(topic_filter, sub.qos, to_routing_key(topic_filter),
-                               sub.no_local, identifier)
+                               sub.no_local, identifier, sub.retain_as_published)
             old = subscriptions.get(topic_filter)
             try:
                 self._ensure_queue()
@@ -426,7 +433,7 @@ class MqttConnection:
         for sub, is_new in granted:
             if sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new):
                 for retained in self.node.retained_for(self.key[0], sub.topic_filter):
-                    self._send_retained(retained, sub.qos)
+                    self._send_retained(retained, sub.qos, identifier)
 
     def _ensure_queue(self) -> None:
         if self.queue_ready:
@@ -463,7 +470,8 @@ class MqttConnection:
         values = list(subscriptions.values())
         self.only_qos = values[0].qos if len(values) == 1 else -1
         self.no_local = any(s.no_local for s in values)
-        self.tagged = self.no_local or any(s.identifier is not None for s in values)
+        self.tagged = self.no_local or any(s.identifier is not None or s.retain_as_published
+                                           for s in values)
         if self.tagged:
             self.only_qos = -1
         mode = any(s.qos for s in values) if values else None
@@ -484,8 +492,16 @@ class MqttConnection:
 
     def _disconnect(self, packet: p.Disconnect) -> None:
         expiry = packet.properties.get("session_expiry_interval")
-        if expiry is not None and self.state.expiry:
+        if expiry is not None and expiry != self.state.expiry:
+            if not self.state.expiry:  # MQTT 5 3.14.2.2.2
+                self._close(p.PROTOCOL_ERROR, "session expiry set at DISCONNECT after 0")
+                return
             self.state.expiry = expiry
+            vhost = self.session.vhost if self.session is not None else None
+            queue = vhost.queues.get(self.queue) if vhost is not None else None
+            if expiry and queue is not None and self.queue_ready:
+                queue.vhost.set_queue_expires(
+                    queue, expiry * 1000 if expiry < NEVER_EXPIRES else None)
         if packet.reason_code != p.DISCONNECT_WITH_WILL:
             self.will = None
         self._end()
@@ -499,20 +515,33 @@ class MqttConnection:
 
     def send_deliver(self, channel_id: int, consumer: Consumer | ReplyConsumer,
                      delivery_tag: int, redelivered: bool, message: Message) -> None:
-        no_ack = not isinstance(consumer, Consumer) or consumer.no_ack
+        tag = None if not isinstance(consumer, Consumer) or consumer.no_ack else delivery_tag
         routing_key = message.routing_key
         qos = self.only_qos
-        identifiers: list[int] = []
-        if qos < 0 or routing_key[:1] == "$":
-            qos = self._matching_qos(routing_key, message, identifiers)
-            if qos < 0:
-                if not no_ack:
-                    self.auto_acks.append(delivery_tag)
-                return
-        dup = False
+        if qos >= 0 and routing_key[:1] != "$":
+            sent = self._deliver(message, qos, None, False, redelivered, tag)
+        else:
+            copies = self._matching(routing_key, message)
+            sent = 0
+            for qos, identifier, retain in copies:
+                sent += self._deliver(message, qos, identifier, retain, redelivered, tag)
+            if sent > 1 and tag is not None:
+                self.copies[tag] = sent
+        if not sent and tag is not None:
+            self.auto_acks.append(tag)
+
+    def _deliver(self, message: Message, qos: int, identifier: int | None,
+                 retain_as_published: bool, redelivered: bool, tag: int | None) -> int:
+        """Send one PUBLISH of a delivery; 1 if it waits for the client's ack, else 0
+        (QoS 0, or dropped as larger than the client takes)."""
+        routing_key = message.routing_key
+        dup = retain = False
         info = None
-        if qos:
+        if qos or retain_as_published:
             info = outbound(message)
+            retain = retain_as_published and info.retain
+        if qos:
+            assert info is not None
             if info.qos < qos:
                 qos = info.qos
             dup = redelivered or info.dup
@@ -521,65 +550,85 @@ class MqttConnection:
             if len(self.topics) > 1024:
                 self.topics.clear()
             topic = self.topics[routing_key] = from_routing_key(routing_key).encode("utf-8")
-        props = None
+        packet_id = self._packet_id() if qos else 0
         if self.version == p.MQTT_5:
-            topic, props = self._v5_delivery(message, info, topic, identifiers)
-        packet_id = 0
-        if qos:
-            packet_id = self._packet_id()
-            self.inflight[packet_id] = (None if no_ack else delivery_tag, qos)
-        elif not no_ack:
-            self.auto_acks.append(delivery_tag)
-        data = codec.encode_publish(topic, message.body, qos, False, dup, packet_id, props)
-        if props is not None and len(data) > self.mqtt.client_max_packet:
-            if qos:  # too large for the client: it is dropped (MQTT 5 3.1.2.25)
-                del self.inflight[packet_id]
-                if not no_ack:
-                    self.auto_acks.append(delivery_tag)
-            return
+            data = self._v5_publish(message, info, topic, identifier, qos, retain, dup,
+                                    packet_id)
+            if data is None:  # too large for the client: dropped (MQTT 5 3.1.2.25)
+                return 0
+        else:
+            data = codec.encode_publish(topic, message.body, qos, retain, dup, packet_id,
+                                        None)
         self._append(data)
+        if not qos:
+            return 0
+        self.inflight[packet_id] = (tag, qos)
+        return 0 if tag is None else 1
 
-    def _matching_qos(self, routing_key: str, message: Message, identifiers: list[int]) -> int:
-        """The highest QoS of the subscriptions matching the topic (-1: none does, e.g.
-        a `$` topic and wildcards); their identifiers are collected."""
+    def _matching(self, routing_key: str, message: Message
+                  ) -> list[tuple[int, int | None, bool]]:
+        """(QoS, subscription identifier, retain-as-published) of each copy to send: one
+        per distinct identifier among the subscriptions matching the topic, at the
+        highest QoS among them (none: e.g. a `$` topic and wildcards)."""
         topic = from_routing_key(routing_key)
-        best = -1
+        copies: dict[int | None, tuple[int, int | None, bool]] = {}
         for sub in self.state.subscriptions.values():
             if matches(sub.topic_filter, topic):
                 if sub.no_local and message in self.recent:
                     continue
-                best = max(best, sub.qos)
-                if sub.identifier is not None:
-                    identifiers.append(sub.identifier)
-        return best
+                identifier = sub.identifier
+                found = copies.get(identifier)
+                if found is None:
+                    copies[identifier] = (sub.qos, identifier, sub.retain_as_published)
+                else:
+                    copies[identifier] = (max(found[0], sub.qos), identifier,
+                                          found[2] or sub.retain_as_published)
+        return list(copies.values())
 
-    def _v5_delivery(self, message: Message, info: Any, topic: bytes,
-                     identifiers: list[int]) -> tuple[bytes, bytes]:
-        props = dict((info or outbound(message)).properties)
-        if identifiers:
-            props["subscription_identifier"] = identifiers
+    def _v5_publish(self, message: Message, info: Any, topic: bytes,
+                    identifier: int | None, qos: int, retain: bool, dup: bool,
+                    packet_id: int) -> bytes | None:
+        """An MQTT 5 PUBLISH with its properties and, if the client allows, a topic
+        alias; None when it is larger than the client's maximum packet size."""
+        props = (info or outbound(message)).properties
+        if identifier is not None:
+            props = dict(props, subscription_identifier=[identifier])
+        limit = self.mqtt.client_max_packet
         if self.mqtt.client_alias_max:
-            alias, new = self.mqtt.outbound_alias(topic.decode("utf-8"))
+            alias, new = self.mqtt.outbound_alias(topic.decode("utf-8"), commit=False)
             if alias:
-                props["topic_alias"] = alias
-                if not new:
-                    topic = b""
-        if not props:
-            return topic, codec.EMPTY_PROPERTIES
-        return topic, codec.encode_properties(props)
+                data = codec.encode_publish(topic if new else b"", message.body, qos,
+                                            retain, dup, packet_id, codec.encode_properties(
+                                                dict(props, topic_alias=alias)))
+                if len(data) > limit:
+                    return None
+                if new:
+                    self.mqtt.outbound_alias(topic.decode("utf-8"))
+                return data
+        encoded = codec.encode_properties(props) if props else codec.EMPTY_PROPERTIES
+        data = codec.encode_publish(topic, message.body, qos, retain, dup, packet_id, encoded)
+        return None if len(data) > limit else data
 
-    def _send_retained(self, retained: Retained, subscribed_qos: int) -> None:
+    def _send_retained(self, retained: Retained, subscribed_qos: int,
+                       identifier: int | None) -> None:
         qos = min(subscribed_qos, retained.qos)
-        packet_id = 0
-        if qos:
-            packet_id = self._packet_id()
-            self.inflight[packet_id] = (None, qos)
-        props = None
+        packet_id = self._packet_id() if qos else 0
+        topic = retained.topic.encode("utf-8")
+        message = retained.message
         if self.version == p.MQTT_5:
-            props = codec.encode_properties(outbound(retained.message).properties)
-        self._append(codec.encode_publish(retained.topic.encode("utf-8"),
-                                          retained.message.body, qos, True, False,
-                                          packet_id, props))
+            props = outbound(message).properties
+            if identifier is not None:
+                props = dict(props, subscription_identifier=[identifier])
+            data = codec.encode_publish(topic, message.body, qos, True, False, packet_id,
+                                        codec.encode_properties(props))
+            if len(data) > self.mqtt.client_max_packet:
+                return  # too large for the client: dropped
+        else:
+            data = codec.encode_publish(topic, message.body, qos, True, False, packet_id,
+                                        None)
+        if qos:
+            self.inflight[packet_id] = (None, qos)
+        self._append(data)
 
     def _packet_id(self) -> int:
         busy = self.inflight
@@ -716,6 +765,7 @@ class MqttConnection:
                     with contextlib.suppress(errors.AMQPError):
                         session.channels[PUBLISH_CHANNEL].delete_queue(self.queue)
         self.inflight.clear()
+        self.copies.clear()
         session.close()
 
     def connection_lost(self, reason: str) -> None:

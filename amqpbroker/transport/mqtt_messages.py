@@ -2,14 +2,17 @@
 
 Inbound, a PUBLISH becomes a message for `amq.topic` shaped as RabbitMQ's MQTT plugin
 shapes it: delivery_mode 1 for QoS 0 and 2 above, headers `x-mqtt-publish-qos` (a
-byte) and `x-mqtt-dup`; MQTT 5 properties map onto AMQP ones (content type, response
-topic -> reply_to as a routing key, correlation data -> correlation_id, message expiry
--> expiration in ms, user properties -> headers). Without MQTT 5 properties the content
-header is put together from precomputed bytes (the hot path).
+byte) and `x-mqtt-dup`, and `x-mqtt-retain` (true) on a retained PUBLISH only, for
+subscriptions that ask for retain-as-published. MQTT 5 properties map onto AMQP ones
+(content type, response topic -> reply_to as a routing key, correlation data ->
+correlation_id, message expiry -> expiration in ms, user properties -> headers). Without
+MQTT 5 properties the content header is put together from precomputed bytes (the hot
+path).
 
 Outbound, what a delivery needs from an AMQP content header (the publish QoS, the DUP
-flag, the MQTT 5 properties) is read once per distinct header and cached; a header that
-cannot be read, or headers of any type or shape, give defaults, never an error.
+and RETAIN flags, the MQTT 5 properties) is read once per distinct header and cached; a
+header that cannot be read, or headers of any type or shape, give defaults, never an
+error.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from amqpbroker.protocol.mqtt.topics import from_routing_key, to_routing_key
 EXCHANGE = "amq.topic"
 QOS_HEADER = "x-mqtt-publish-qos"
 DUP_HEADER = "x-mqtt-dup"
+RETAIN_HEADER = "x-mqtt-retain"
+_OWN_HEADERS = (QOS_HEADER, DUP_HEADER, RETAIN_HEADER, "x-mqtt-payload-format",
+                "x-correlation-id")
 AMQP_QOS = 1  # the publish QoS of a message with no x-mqtt-publish-qos header
 
 _PREFIX = struct.Struct(">HHQH")
@@ -35,32 +41,40 @@ _FLAG_HEADERS = properties.FLAGS["headers"]
 _FLAG_DELIVERY_MODE = properties.FLAGS["delivery_mode"]
 
 
-def _fixed_tail(qos: int, dup: bool) -> bytes:
+def _fixed_tail(qos: int, dup: bool, retain: bool) -> bytes:
     table = (b"\x12" + QOS_HEADER.encode() + b"b" + bytes((qos,))
              + b"\x0a" + DUP_HEADER.encode() + b"t" + bytes((dup,)))
+    if retain:
+        table += b"\x0d" + RETAIN_HEADER.encode() + b"t\x01"
     return len(table).to_bytes(4, "big") + table + bytes((2 if qos else 1,))
 
 
-# (qos, dup) -> the headers table and delivery mode of a PUBLISH with no properties
-_TAILS = {(qos, dup): _fixed_tail(qos, dup) for qos in range(3) for dup in (False, True)}
-_SPAN = (_PREFIX.size, _PREFIX.size + len(_TAILS[0, False]) - 1)
+# (qos, dup, retain) -> the headers table and delivery mode, and the headers' span, of a
+# PUBLISH with no properties
+_TAILS = {(qos, dup, retain): _fixed_tail(qos, dup, retain)
+          for qos in range(3) for dup in (False, True) for retain in (False, True)}
+_SPANS = {key: (_PREFIX.size, _PREFIX.size + len(tail) - 1) for key, tail in _TAILS.items()}
 _FLAGS = _FLAG_HEADERS | _FLAG_DELIVERY_MODE
 
 
-def build_message(topic: str, payload: bytes, qos: int, dup: bool,
+def build_message(topic: str, payload: bytes, qos: int, dup: bool, retain: bool,
                   mqtt_properties: dict[str, Any]) -> Message:
     """The broker message of a PUBLISH (its topic already checked)."""
     routing_key = to_routing_key(topic)
     if not mqtt_properties or mqtt_properties.keys() <= {"topic_alias"}:
-        header = _PREFIX.pack(60, 0, len(payload), _FLAGS) + _TAILS[qos, dup]
+        key = (qos, dup, retain)
+        header = _PREFIX.pack(60, 0, len(payload), _FLAGS) + _TAILS[key]
         return Message(EXCHANGE, routing_key, header, payload, 2 if qos else 1, -1, None,
-                       _SPAN, None, properties.decode_headers)
-    return properties.build(EXCHANGE, routing_key, _v5_properties(qos, dup, mqtt_properties),
-                            payload)
+                       _SPANS[key], None, properties.decode_headers)
+    return properties.build(EXCHANGE, routing_key,
+                            _v5_properties(qos, dup, retain, mqtt_properties), payload)
 
 
-def _v5_properties(qos: int, dup: bool, mqtt: dict[str, Any]) -> Basic.Properties:
+def _v5_properties(qos: int, dup: bool, retain: bool, mqtt: dict[str, Any]
+                   ) -> Basic.Properties:
     headers: dict[str, Any] = {QOS_HEADER: qos, DUP_HEADER: dup}  # small ints: type b
+    if retain:
+        headers[RETAIN_HEADER] = True
     for name, value in mqtt.get("user_property", ()):
         headers[name] = value
     if "payload_format_indicator" in mqtt:
@@ -94,21 +108,22 @@ def _v5_properties(qos: int, dup: bool, mqtt: dict[str, Any]) -> Basic.Propertie
 class Outbound:
     """What a delivery to MQTT takes from a message's content header."""
 
-    __slots__ = ("dup", "properties", "qos")
+    __slots__ = ("dup", "properties", "qos", "retain")
 
-    def __init__(self, qos: int, dup: bool, props: dict[str, Any]) -> None:
+    def __init__(self, qos: int, dup: bool, retain: bool, props: dict[str, Any]) -> None:
         self.qos = qos
         self.dup = dup
+        self.retain = retain  # published with RETAIN (for retain-as-published)
         self.properties = props
 
 
-_DEFAULT = Outbound(AMQP_QOS, False, {})
+_DEFAULT = Outbound(AMQP_QOS, False, False, {})
 _CACHE: dict[bytes, Outbound] = {}
 _CACHE_MAX = 4096
 
 
 def outbound(message: Message) -> Outbound:
-    """The publish QoS, DUP flag and MQTT 5 properties of a message (cached per content
+    """The publish QoS, DUP and RETAIN flags and MQTT 5 properties of a message (cached per content
     header, whatever its body size)."""
     key = message.header[12:]
     found = _CACHE.get(key)
@@ -138,9 +153,7 @@ def _read(message: Message) -> Outbound:
         qos = AMQP_QOS
     dup = headers.get(DUP_HEADER) is True
     mqtt: dict[str, Any] = {}
-    pairs = [(_text(k), _text(v)) for k, v in headers.items()
-             if k not in (QOS_HEADER, DUP_HEADER, "x-mqtt-payload-format",
-                          "x-correlation-id")]
+    pairs = [(_text(k), _text(v)) for k, v in headers.items() if k not in _OWN_HEADERS]
     if props.content_type:
         mqtt["content_type"] = _text(props.content_type)
     if props.reply_to:
@@ -160,5 +173,5 @@ def _read(message: Message) -> Outbound:
     if pairs:
         mqtt["user_property"] = pairs
     codec.encode_properties(mqtt)  # anything unencodable is found here, not per delivery
-    return Outbound(qos, dup, mqtt)
+    return Outbound(qos, dup, headers.get(RETAIN_HEADER) is True, mqtt)
 

@@ -2,13 +2,17 @@
 the sessions that outlive their connections, retained messages, delayed wills.
 
 `MqttNode` is also the `owner.OwnerFactory` of the MQTT listener: it builds one
-`mqtt.MqttConnection` per accepted socket. Everything here is in memory: the session
-queues and their bindings are the broker's (durable for persistent sessions), and a
-session's subscriptions are read back from those bindings after a restart.
+`mqtt.MqttConnection` per accepted socket. Client ids, wills and QoS 2 state are in
+memory: the session queues and their bindings are the broker's (durable for persistent
+sessions), and a session's subscriptions are read back from those bindings after a
+restart. Retained messages are also runtime records of the broker's store (kind
+`mqtt_retained`, header and body in base64), so with a data directory they survive a
+restart (`attach` takes them back).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +23,10 @@ from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.message import Message
 from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.protocol.mqtt import packets as p
-from amqpbroker.protocol.mqtt.topics import matches
+from amqpbroker.protocol.mqtt.topics import matches, to_routing_key, valid_topic
+from amqpbroker.store.base import Store
+from amqpbroker.store.memory import MemoryStore
+from amqpbroker.transport import bridge
 from amqpbroker.transport.mqtt_messages import EXCHANGE, build_message
 
 if TYPE_CHECKING:
@@ -31,6 +38,7 @@ log = logging.getLogger("amqpbroker.mqtt")
 
 FILTER_ARG = "x-mqtt-filter"  # binding arguments: the MQTT filter and its granted QoS
 QOS_ARG = "x-mqtt-qos"
+RETAINED_KIND = "mqtt_retained"  # the store's runtime records of retained messages
 
 
 @dataclass(slots=True)
@@ -40,6 +48,7 @@ class Subscription:
     routing_key: str
     no_local: bool = False
     identifier: int | None = None
+    retain_as_published: bool = False
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -76,6 +85,17 @@ def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
     return found
 
 
+def _retained_from_record(record: dict[str, Any]) -> Retained:
+    topic, qos = record["topic"], record["qos"]
+    if not isinstance(record["vhost"], str) or not isinstance(topic, str) \
+            or not valid_topic(topic) or qos not in (0, 1, 2):
+        raise ValueError("not a retained message record")
+    header = base64.b64decode(record["header"], validate=True)
+    body = base64.b64decode(record["body"], validate=True)
+    message = bridge.build_message(EXCHANGE, to_routing_key(topic), header, body)
+    return Retained(topic, message, qos)
+
+
 class _NullSink:
     """The sink of the short session that publishes a will: it hears nothing."""
 
@@ -103,6 +123,19 @@ class MqttNode:
         self.sessions: dict[tuple[str, str], SessionState] = {}
         self.retained: dict[str, dict[str, Retained]] = {}
         self.wills: dict[tuple[str, str], Timer] = {}
+        self.store: Store = MemoryStore()
+
+    def attach(self, broker: Broker) -> None:
+        """Record retained messages in the broker's store, and take back the ones it
+        recovered (a record that cannot be read is skipped)."""
+        self.store = broker.store
+        for record in broker.frontend_records.pop(RETAINED_KIND, []):
+            try:
+                retained = _retained_from_record(record)
+            except (KeyError, TypeError, ValueError):
+                log.warning("skipped an unreadable retained message record")
+                continue
+            self.retained.setdefault(record["vhost"], {})[retained.topic] = retained
 
     def __call__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool,
@@ -117,10 +150,15 @@ class MqttNode:
     def retain(self, vhost: str, topic: str, message: Message, qos: int) -> None:
         """Keep `message` as the topic's retained message (an empty one clears it)."""
         store = self.retained.setdefault(vhost, {})
+        key = vhost + "\x00" + topic
         if message.body:
             store[topic] = Retained(topic, message, qos)
-        else:
-            store.pop(topic, None)
+            self.store.put_runtime(RETAINED_KIND, key, {
+                "vhost": vhost, "topic": topic, "qos": qos,
+                "header": base64.b64encode(message.header).decode("ascii"),
+                "body": base64.b64encode(message.body).decode("ascii")})
+        elif store.pop(topic, None) is not None:
+            self.store.delete_runtime(RETAINED_KIND, key)
 
     def retained_for(self, vhost: str, topic_filter: str) -> list[Retained]:
         store = self.retained.get(vhost)
@@ -164,7 +202,8 @@ class MqttNode:
             return
         try:
             props = {k: v for k, v in will.properties.items() if k != "will_delay_interval"}
-            message = build_message(will.topic, will.payload, will.qos, False, props)
+            message = build_message(will.topic, will.payload, will.qos, False,
+                                    will.retain, props)
             session.open_channel(1).publish((EXCHANGE, message.routing_key, False, False),
                                             message)
             if will.retain:

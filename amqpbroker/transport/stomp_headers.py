@@ -5,25 +5,30 @@ SEND -> `Message`: `content-type`, `content-encoding`, `correlation-id`, `expira
 `persistent:true` become basic properties; every other header but `destination` becomes
 an AMQP header (longstr). The message is built once, here, at the edge.
 
-`Message` -> MESSAGE headers: the AMQP headers that are strings or integers (others are
-dropped), then the properties. A MESSAGE's header block depends only on the message's
+`Message` -> MESSAGE headers: the AMQP headers of type longstr, signed int and long
+(others are dropped), then the properties. A MESSAGE's header block depends only on the message's
 content header and the version, so it is encoded once per distinct header and kept in
 a bounded cache; a malformed header or property is left out, never an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 from pamqp import decode as pamqp_decode
 from pamqp.commands import Basic
 
+from amqpbroker import values
 from amqpbroker.broker import properties
 from amqpbroker.broker.message import Message
 from amqpbroker.protocol.stomp.frames import header_lines
 from amqpbroker.transport.stomp_destinations import reply_to_header
+
+_INT, _LONG = struct.Struct(">i"), struct.Struct(">q")
 
 #: STOMP header -> basic property (pamqp's name), strings.
 STRING_PROPERTIES = {
@@ -90,11 +95,8 @@ def stomp_headers(message: Message) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     if "headers" in raw:
-        try:
-            table = properties.headers_of(message) or {}
-        except ValueError:
-            table = {}
-        out.extend(_custom(table))
+        with contextlib.suppress(ValueError, IndexError, struct.error):
+            out.extend(_custom(values.table_items(raw["headers"])))
     for name, data in raw.items():
         if name == "headers":
             continue
@@ -106,17 +108,20 @@ def stomp_headers(message: Message) -> list[tuple[str, str]]:
     return out
 
 
-def _custom(table: Mapping[Any, Any]) -> list[tuple[str, str]]:
+def _custom(items: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    """The headers of type longstr, signed int and long (RabbitMQ drops the others:
+    bool, byte, table, array, ...), each encoded value with its type tag first."""
     out = []
-    for name, value in table.items():
-        if not isinstance(name, str) or name in FRAME_HEADERS:
+    for name, data in items:
+        if name in FRAME_HEADERS:
             continue
-        if isinstance(value, str):
-            out.append((name, value))
-        elif isinstance(value, bytes):
-            out.append((name, value.decode("utf-8", "replace")))
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out.append((name, str(value)))
+        tag = data[:1]
+        if tag == b"S":
+            out.append((name, data[5:].decode("utf-8", "replace")))
+        elif tag == b"I":
+            out.append((name, str(_INT.unpack(data[1:])[0])))
+        elif tag == b"l":
+            out.append((name, str(_LONG.unpack(data[1:])[0])))
     return out
 
 

@@ -1,14 +1,13 @@
 """Fixtures of the MQTT tests: a broker with its MQTT listener on a free loopback port,
-and paho clients that are closed before it stops."""
+paho clients and raw sockets that are closed before it stops, and a pika connection."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pika
 import pytest
-from mqtt_support import Client
+from support.mqtt_clients import V311, Client, RawMqtt, clients
 from support.processes import free_port
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
@@ -27,16 +26,23 @@ def mqtt_port(broker: EmbeddedBroker) -> int:
 @pytest.fixture
 def mqtt_client(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., Client]]:
     """Opens paho clients to `mqtt_broker` (connected: the CONNACK is in `connected()`)."""
-    opened: list[Client] = []
+    with clients(mqtt_port(mqtt_broker)) as open_client:
+        yield open_client
 
-    def open_client(*args: Any, **kwargs: Any) -> Client:
-        client = Client(mqtt_port(mqtt_broker), *args, **kwargs)
-        opened.append(client)
-        return client
 
-    yield open_client
-    for client in opened:
-        client.close()
+@pytest.fixture
+def raw(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., RawMqtt]]:
+    """Opens raw MQTT sockets to `mqtt_broker` (closed at the end)."""
+    opened: list[RawMqtt] = []
+
+    def open_raw(version: int = V311) -> RawMqtt:
+        conn = RawMqtt(mqtt_port(mqtt_broker), version)
+        opened.append(conn)
+        return conn
+
+    yield open_raw
+    for conn in opened:
+        conn.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from mqtt_support import V5, V311, Client, RawMqtt
+from support.mqtt_clients import V5, V311, Client, RawMqtt
 
 from amqpbroker.protocol.mqtt import packets as p
 from amqpbroker.testing import EmbeddedBroker, wait_for

@@ -6,26 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from mqtt_support import V5, V311, Client, RawMqtt
+from support.mqtt_clients import V5, Client, RawMqtt
 
 from amqpbroker.protocol.mqtt import packets as p
-from amqpbroker.testing import EmbeddedBroker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def raw(mqtt_broker: EmbeddedBroker) -> Iterator[Callable[..., RawMqtt]]:
-    opened: list[RawMqtt] = []
-
-    def open_raw(version: int = V311) -> RawMqtt:
-        conn = RawMqtt(mqtt_broker.server.frontend_ports["mqtt"], version)
-        opened.append(conn)
-        return conn
-
-    yield open_raw
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from mqtt_support import V5, V311, Client
+from support.mqtt_clients import V5, V311, Client
 from support.processes import free_port
 
 from amqpbroker.testing import broker_in_thread, wait_for

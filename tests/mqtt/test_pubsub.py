@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pika
 import pytest
-from mqtt_support import V5, V311, Client
+from support.mqtt_clients import V5, V311, Client
 
 from amqpbroker.testing import EmbeddedBroker
 

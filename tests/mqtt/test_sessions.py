@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtt_support import V5, V311, Client
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from support.mqtt_clients import V5, V311, Client
 from support.processes import free_port
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for

@@ -8,9 +8,8 @@ from typing import Any
 
 import pika
 import pytest
-import stomp
-from stomp_support import Collector, StompConnector, connect
 from support.processes import free_port
+from support.stomp_clients import StompConnector, connections
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
 
@@ -30,17 +29,8 @@ def stomp_port(broker: EmbeddedBroker) -> int:
 @pytest.fixture
 def stomp_connect(stomp_port: int) -> Iterator[StompConnector]:
     """Opens stomp.py connections to the broker; disconnects them at the end."""
-    opened: list[stomp.Connection] = []
-
-    def open_connection(**options: Any) -> tuple[stomp.Connection, Collector]:
-        connection, collector = connect(stomp_port, **options)
-        opened.append(connection)
-        return connection, collector
-
-    yield open_connection
-    for connection in opened:
-        if connection.is_connected():
-            connection.disconnect()
+    with connections(stomp_port) as open_connection:
+        yield open_connection
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ credit and redelivery of what a dropped connection had not acked."""
 from __future__ import annotations
 
 import pytest
-from stomp_support import StompConnector
+from support.stomp_clients import StompConnector
 
 from amqpbroker.testing import EmbeddedBroker, wait_for
 

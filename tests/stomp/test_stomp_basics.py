@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pika
 import pytest
-from stomp_support import StompConnector
+from support.stomp_clients import StompConnector
 
 from amqpbroker.testing import EmbeddedBroker, wait_for
 

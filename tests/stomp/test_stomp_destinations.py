@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pika
-from stomp_support import StompConnector, connect
 from support.processes import free_port
+from support.stomp_clients import StompConnector, connect
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
 

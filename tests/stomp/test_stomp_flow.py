@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stomp_support import StompConnector, connect
 from support.management import GUEST
 from support.processes import free_port
+from support.stomp_clients import StompConnector, connect
 from support.stompraw import RawStomp
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for

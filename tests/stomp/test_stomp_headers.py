@@ -8,7 +8,7 @@ import decimal
 
 import pika
 import pytest
-from stomp_support import StompConnector
+from support.stomp_clients import StompConnector
 
 from amqpbroker.testing import EmbeddedBroker, wait_for
 

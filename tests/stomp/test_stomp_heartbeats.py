@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from stomp_support import StompConnector
+from support.stomp_clients import StompConnector
 from support.stompraw import RawStomp
 
 

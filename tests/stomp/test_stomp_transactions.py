@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stomp_support import StompConnector
+from support.stomp_clients import StompConnector
 
 from amqpbroker.testing import EmbeddedBroker
 

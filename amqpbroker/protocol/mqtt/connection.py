@@ -204,14 +204,15 @@ class Connection:
 
     # --- outbound topic aliases (MQTT 5) -------------------------------------------
 
-    def outbound_alias(self, topic: str) -> tuple[int, bool]:
+    def outbound_alias(self, topic: str, commit: bool = True) -> tuple[int, bool]:
         """The alias to send `topic` under (0: none) and whether it is new (the topic
-        name goes with it this once)."""
+        name goes with it then); `commit=False` only looks, taking no new alias."""
         alias = self.out_aliases.get(topic)
         if alias is not None:
             return alias, False
         if len(self.out_aliases) >= self.client_alias_max:
             return 0, False
         alias = len(self.out_aliases) + 1
-        self.out_aliases[topic] = alias
+        if commit:
+            self.out_aliases[topic] = alias
         return alias, True

@@ -4,7 +4,8 @@ connecting with RabbitMQ's conventions (vhost `/`, guest/guest)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import stomp
@@ -13,8 +14,6 @@ from stomp.utils import Frame
 from amqpbroker.testing import wait_for
 
 TIMEOUT = 10.0
-
-
 
 
 class Collector(stomp.ConnectionListener):
@@ -72,3 +71,22 @@ def connect(port: int, *, version: str = "1.2", login: str = "guest", passcode: 
     connection.set_listener("collector", collector)
     connection.connect(login, passcode, wait=True)
     return connection, collector
+
+
+@contextmanager
+def connections(port: int) -> Iterator[StompConnector]:
+    """Opens stomp.py connections (`connect`'s options) to the STOMP listener on `port`;
+    disconnects them at the end."""
+    opened: list[stomp.Connection] = []
+
+    def open_connection(**options: Any) -> tuple[stomp.Connection, Collector]:
+        connection, collector = connect(port, **options)
+        opened.append(connection)
+        return connection, collector
+
+    try:
+        yield open_connection
+    finally:
+        for connection in opened:
+            if connection.is_connected():
+                connection.disconnect()

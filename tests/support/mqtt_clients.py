@@ -7,6 +7,8 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -71,8 +73,9 @@ class Client:
         if self.version == V5:
             from paho.mqtt.subscribeoptions import SubscribeOptions
 
+            properties = options.pop("properties", None)
             self.paho.subscribe(topic, options=SubscribeOptions(qos=qos, **options),
-                                properties=options.pop("properties", None))
+                                properties=properties)
         else:
             self.paho.subscribe(topic, qos)
         return self.subacks.get(timeout=TIMEOUT)
@@ -110,6 +113,23 @@ class Client:
         self.paho.loop_stop()
 
 
+@contextmanager
+def clients(port: int) -> Iterator[Callable[..., Client]]:
+    """Opens paho clients to the MQTT listener on `port`; closes them at the end."""
+    opened: list[Client] = []
+
+    def open_client(*args: Any, **kwargs: Any) -> Client:
+        client = Client(port, *args, **kwargs)
+        opened.append(client)
+        return client
+
+    try:
+        yield open_client
+    finally:
+        for client in opened:
+            client.close()
+
+
 class RawMqtt:
     """A raw socket speaking MQTT through the broker's own codec, for what paho would
     never send."""
@@ -143,6 +163,16 @@ class RawMqtt:
             if not chunk:
                 raise EOFError("the broker closed the connection")
             self.buffer += chunk
+
+    def no_packet(self, timeout: float = 0.3) -> None:
+        """Nothing arrives for `timeout` seconds."""
+        assert not self.buffer, f"unexpected bytes from the broker: {self.buffer[:64]!r}"
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected bytes from the broker: {chunk[:64]!r}")
 
     def closed(self) -> bool:
         """True once the broker closed the connection (packets before that are skipped)."""
