@@ -103,8 +103,10 @@ def build(settings: Settings, timers: Timers | None = None) -> Server:
     mqtt.attach(broker)
     return Server(broker, limits, host=settings.host, port=settings.port, resources=resources,
                   tls=tls, tls_port=settings.tls_port, max_connections=settings.max_connections,
-                  frontends=(Frontend("mqtt", settings.mqtt_port, mqtt),
-                             Frontend("stomp", settings.stomp_port, StompClient)))
+                  frontends=(Frontend("mqtt", settings.mqtt_port, mqtt,
+                                      settings.mqtt_tls_port),
+                             Frontend("stomp", settings.stomp_port, StompClient,
+                                      settings.stomp_tls_port)))
 
 
 @asynccontextmanager

@@ -36,6 +36,8 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "prometheus_port": click.IntRange(0, 65535),
     "stomp_port": click.IntRange(0, 65535),
     "mqtt_port": click.IntRange(0, 65535),
+    "mqtt_tls_port": click.IntRange(0, 65535),
+    "stomp_tls_port": click.IntRange(0, 65535),
     "web_stomp_port": click.IntRange(0, 65535),
     "web_mqtt_port": click.IntRange(0, 65535),
     "collect_statistics_interval": click.IntRange(1),
@@ -53,6 +55,16 @@ PARAM_TYPES: dict[str, click.ParamType] = {
     "max_message_size": click.IntRange(1),
     "handshake_timeout": click.FloatRange(0.1),
 }
+
+
+# The listeners besides AMQP's, as a port-in-use error names them: (setting, name, whether
+# it listens only with a TLS certificate).
+OTHER_PORTS = (("tls_port", "AMQPS", True), ("management_port", "management", False),
+               ("prometheus_port", "Prometheus", False), ("stomp_port", "STOMP", False),
+               ("stomp_tls_port", "STOMP over TLS", True),
+               ("web_stomp_port", "Web STOMP", False), ("web_mqtt_port", "Web MQTT", False),
+               ("control_port", "control", False), ("mqtt_port", "MQTT", False),
+               ("mqtt_tls_port", "MQTT over TLS", True))
 
 
 def _options(command: Any) -> Any:
@@ -117,23 +129,10 @@ def serve(ctx: click.Context, config_file: str | None, **options: Any) -> None:
         _fail(str(exc))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            asked = [f"port {settings.port}"]
-            if settings.tls_cert:
-                asked.append(f"the AMQPS port {settings.tls_port}")
-            if settings.management_port:
-                asked.append(f"the management port {settings.management_port}")
-            if settings.prometheus_port:
-                asked.append(f"the Prometheus port {settings.prometheus_port}")
-            if settings.stomp_port:
-                asked.append(f"the STOMP port {settings.stomp_port}")
-            if settings.web_stomp_port:
-                asked.append(f"the Web STOMP port {settings.web_stomp_port}")
-            if settings.web_mqtt_port:
-                asked.append(f"the Web MQTT port {settings.web_mqtt_port}")
-            if settings.control_port:
-                asked.append(f"the control port {settings.control_port}")
-            if settings.mqtt_port:
-                asked.append(f"the MQTT port {settings.mqtt_port}")
+            asked = [f"port {settings.port}"] + [
+                f"the {name} port {getattr(settings, field)}"
+                for field, name, with_tls in OTHER_PORTS
+                if getattr(settings, field) and (settings.tls_cert or not with_tls)]
             ports = ", ".join(asked[:-1]) + (" or " if len(asked) > 1 else "") + asked[-1]
             _fail(f"cannot listen on {settings.host} ({ports}): address already in use")
         _fail(f"cannot start: {exc.strerror or exc}"

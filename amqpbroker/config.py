@@ -64,6 +64,10 @@ class Settings:
     prometheus_port: int = _setting(15692, "Prometheus metrics port (0: off).")
     stomp_port: int = _setting(61613, "STOMP port (0: off).")
     mqtt_port: int = _setting(1883, "MQTT 3.1, 3.1.1 and 5.0 port (0: off).")
+    mqtt_tls_port: int = _setting(8883, "MQTT over TLS port, used when --tls-cert is given "
+                                        "(0: off).")
+    stomp_tls_port: int = _setting(61614, "STOMP over TLS port, used when --tls-cert is "
+                                          "given (0: off).")
     web_stomp_port: int = _setting(15674, "STOMP over WebSocket port, at /ws (0: off).")
     web_mqtt_port: int = _setting(15675, "MQTT over WebSocket port, at /ws (0: off).")
     collect_statistics_interval: int = _setting(5000, "Milliseconds between the samples "

@@ -313,7 +313,8 @@ class EmbeddedBroker(BrokerView):
 
 def _settings(overrides: dict[str, Any]) -> Settings:
     return replace(Settings(host="127.0.0.1", port=0, management_port=0, prometheus_port=0,
-                            stomp_port=0, mqtt_port=0, web_stomp_port=0, web_mqtt_port=0),
+                            stomp_port=0, mqtt_port=0, web_stomp_port=0, web_mqtt_port=0,
+                            mqtt_tls_port=0, stomp_tls_port=0),
                    **overrides)
 
 

@@ -62,8 +62,10 @@ class OwnerFactory(Protocol):
 
 @dataclass(frozen=True)
 class Frontend:
-    """A protocol listener: `port` (0: off) served by owners that `factory` builds."""
+    """A protocol listener: `port` (0: off) served by owners that `factory` builds, and
+    `tls_port` (0: none) for the same over TLS when the server has a certificate."""
 
     name: str
     port: int
     factory: OwnerFactory
+    tls_port: int = 0

@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import math
 import socket
+import ssl
 import struct
 import time
 
@@ -81,7 +82,7 @@ class Server:
         self.frontend_ports: dict[str, int] = {}  # the other protocols' bound ports
         self._frontend_listeners: list[tuple[anyio.abc.Listener[SocketStream],
                                              OwnerFactory]] = []
-        self._tls_listener: Listener | None = None
+        self._tls_listeners: list[tuple[Listener, OwnerFactory]] = []
         self.committer = Committer(broker.store)
         self._unblocked = anyio.Event()
         broker.alarm_listeners.append(self._alarm)
@@ -96,13 +97,15 @@ class Server:
         self._listener = await anyio.create_tcp_listener(
             local_host=self.host, local_port=self.port)
         self.port = self._listener.extra(SocketAttribute.local_port)
-        if self.tls is not None:
-            context = server_context(self.tls)
-            tcp = await anyio.create_tcp_listener(local_host=self.host, local_port=self.tls_port)
-            self.tls_port = tcp.extra(SocketAttribute.local_port)
-            self._tls_listener = Listener(tcp, context, standard_compatible=False,
-                                          handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
         try:
+            if self.tls is not None:
+                context = server_context(self.tls)
+                self.tls_port = await self._listen_tls(context, self.tls_port,
+                                                       ClientConnection)
+                for frontend in self.frontends:
+                    if frontend.tls_port:
+                        self.frontend_ports[frontend.name + "/ssl"] = await self._listen_tls(
+                            context, frontend.tls_port, frontend.factory)
             for frontend in self.frontends:
                 if frontend.port:
                     listener = await anyio.create_tcp_listener(local_host=self.host,
@@ -113,7 +116,18 @@ class Server:
         except OSError:
             for opened in self._listeners():
                 await opened.aclose()
+            for tls, _ in self._tls_listeners:
+                await tls.aclose()
             raise
+
+    async def _listen_tls(self, context: ssl.SSLContext, port: int,
+                          factory: OwnerFactory) -> int:
+        """Bind a TLS listener for `factory`'s protocol; returns the bound port."""
+        tcp = await anyio.create_tcp_listener(local_host=self.host, local_port=port)
+        self._tls_listeners.append((Listener(tcp, context, standard_compatible=False,
+                                             handshake_timeout=TLS_HANDSHAKE_TIMEOUT),
+                                    factory))
+        return tcp.extra(SocketAttribute.local_port)
 
     def _listeners(self) -> list[anyio.abc.Listener[SocketStream]]:
         """The plain TCP listeners: AMQP's and the other protocols'."""
@@ -124,13 +138,16 @@ class Server:
         async with contextlib.AsyncExitStack() as stack:
             for listener in self._listeners():
                 await stack.enter_async_context(listener)
+            for tls, _ in self._tls_listeners:
+                await stack.enter_async_context(tls)
             tasks = await stack.enter_async_context(anyio.create_task_group())
             self._tasks = tasks
             tasks.start_soon(self._run_timers)
             tasks.start_soon(self.committer.run)
             tasks.start_soon(watch_resources, self.broker, self.resources, self.memory)
-            if self._tls_listener is not None:
-                tasks.start_soon(self._tls_listener.serve, self._handle, tasks)  # type: ignore[arg-type]
+            for tls, factory in self._tls_listeners:
+                tasks.start_soon(tls.serve, functools.partial(self._handle, factory=factory),
+                                 tasks)
             for listener, factory in self._frontend_listeners:
                 tasks.start_soon(functools.partial(
                     listener.serve, functools.partial(self._handle, factory=factory),

@@ -11,32 +11,8 @@ from pathlib import Path
 import aio_pika
 import pika
 import pytest
-import trustme
 
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem",
-             "key": directory / "server.key", "client": directory / "client.pem",
-             "client_key": directory / "client.key"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
-    for blob in server.cert_chain_pems[1:]:
-        blob.write_to_path(str(paths["cert"]), append=True)
-    server.private_key_pem.write_to_path(str(paths["key"]))
-    client = ca.issue_cert("guest", common_name="guest")
-    client.cert_chain_pems[0].write_to_path(str(paths["client"]))
-    client.private_key_pem.write_to_path(str(paths["client_key"]))
-    return paths
 
 
 def _broker(files: dict[str, Path], **extra: object) -> Iterator[EmbeddedBroker]:
