@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pika
 import pytest
-from stomp_support import StompConnector
 from support.processes import free_port
+from support.stomp_clients import StompConnector
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
