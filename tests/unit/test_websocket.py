@@ -12,7 +12,6 @@ import pytest
 
 from amqpbroker.app import build, web_apps
 from amqpbroker.config import Settings
-from amqpbroker.transport.owner import Frontend
 from amqpbroker.transport.server import Server
 from amqpbroker.transport.stomp import StompClient
 from amqpbroker.transport.websocket import MQTT, STOMP, WebSocketApp
@@ -42,12 +41,12 @@ def settings() -> Settings:
                     stomp_port=0, web_stomp_port=15674, web_mqtt_port=15675)
 
 
-async def test_web_mqtt_is_served_once_an_mqtt_frontend_is_registered() -> None:
+async def test_a_protocol_is_served_over_websocket_only_with_its_frontend() -> None:
     server = build(settings())
-    assert [app.protocol.name for app, _ in web_apps(settings(), server)] == ["stomp"]
-    server.frontends += (Frontend("mqtt", 0, StompClient),)
     assert [(app.protocol.name, port) for app, port in web_apps(settings(), server)] == [
         ("stomp", 15674), ("mqtt", 15675)]
+    server.frontends = tuple(f for f in server.frontends if f.name != "mqtt")
+    assert [app.protocol.name for app, _ in web_apps(settings(), server)] == ["stomp"]
 
 
 class Peer:
