@@ -6,9 +6,10 @@ command through the broker (it is the AMQP 0-9-1 frontend of `broker.frontend`; 
 AMQP methods through the class handlers, so it holds the concrete session), and is
 the only place where the broker's `ChannelError` and `AMQPConnectionError` become AMQP
 closes. It is also the broker's `Sink` for this connection: deliveries, replies and
-confirms are encoded with the struct codec straight into its output buffer, which it
-counts (`writable`) and hands to the transport once per pass (`take_output`). It does no
-IO itself: `server.py` reads and writes around it and talks to nothing else.
+confirms are encoded with the struct codec straight into its output buffer, which
+`owner.OwnerBase` holds, counts (`writable`) and hands to the transport once per pass
+(`take_output`), as it does for every protocol's owner. It does no IO itself: `server.py`
+reads and writes around it and talks to nothing else.
 
 Ordering rule: the reply to a client method goes out before the server-initiated frames
 the method causes (a Basic.Cancel for a deleted queue, a channel closed by the server).
@@ -28,7 +29,6 @@ from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.consumer import Consumer, ReplyConsumer
 from amqpbroker.broker.handlers import DISPATCH
 from amqpbroker.broker.message import HeadersDecoder, Message
-from amqpbroker.broker.session import Session
 from amqpbroker.protocol.amqp import fastcodec
 from amqpbroker.protocol.amqp.commands import (
     ChannelClosed,
@@ -51,6 +51,7 @@ from amqpbroker.protocol.amqp.spec import (
     METHOD_BASIC_PUBLISH,
     split_index,
 )
+from amqpbroker.transport.owner import OwnerBase
 
 log = logging.getLogger("amqpbroker.connection")
 
@@ -65,8 +66,6 @@ CAPABILITIES = {
     "per_consumer_qos": True,
     "direct_reply_to": True,
 }
-
-OUTBOUND_LIMIT = 4 * 1024 * 1024
 
 
 _SHARED: dict[object, object] = {}
@@ -95,49 +94,23 @@ def build_message(exchange: str, routing_key: str, header: bytes, body: bytes,
                    info.priority, info.expiration, info.headers_span, info.user_id, decoder)
 
 
-class ClientConnection:
+class ClientConnection(OwnerBase):
     """One client: its protocol state, its broker session and its output buffer."""
+
+    HEARTBEAT_DUE = HeartbeatDue
+    HEARTBEAT = HEARTBEAT_FRAME
 
     def __init__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool = True,
                  external_user: str | None = None) -> None:
-        self.broker = broker
-        self.peer = peer
-        self.loopback = loopback
-        self.protocol = Connection(capabilities=CAPABILITIES, limits=limits, now=now,
-                                   external_user=external_user)
+        super().__init__(broker, peer=peer, wake=wake, rearm=rearm, loopback=loopback)
+        self.protocol = self.wire = Connection(capabilities=CAPABILITIES, limits=limits,
+                                               now=now, external_user=external_user)
         self.decode_headers: HeadersDecoder = functools.partial(
             fastcodec.decode_headers, max_depth=limits.max_table_depth)
-        self.session: Session | None = None
-        self.wake = wake
-        self.rearm = rearm
-        self.out: list[bytes] = []
-        self.buffered = 0
-        self.was_full = False
-        self.publisher = False
-        self.held = False  # output waits for the store's fsync
         self.told_blocked = False
         self.replying = False  # a client method is running: notifications wait for it
         self.deferred: list[Callable[[], None]] = []
-        self.recv_oct = 0  # bytes read from and written to the socket
-        self.send_oct = 0
-
-    # --- state the transport reads -----------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self.protocol.closed
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.protocol.close_reason
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.out)
-
-    def next_deadline(self) -> float:
-        return self.protocol.next_deadline()
 
     # --- commands ------------------------------------------------------------------------
 
@@ -266,13 +239,6 @@ class ClientConnection:
 
     # --- broker Sink -----------------------------------------------------------------------
 
-    def _append(self, data: bytes) -> None:
-        out = self.out
-        if not out:
-            self.wake()
-        out.append(data)
-        self.buffered += len(data)
-
     def send_method(self, channel_id: int, method: Any) -> None:
         self._append(encode_method(channel_id, method))
 
@@ -308,74 +274,6 @@ class ClientConnection:
         self._channel_failed(channel_id, error)
         self.wake()
 
-    def writable(self) -> bool:
-        if self.buffered < OUTBOUND_LIMIT:
-            return True
-        self.was_full = True
-        return False
-
-    def memory(self) -> int:
-        """Bytes this connection holds: output not yet sent, input not yet parsed, and its
-        unacknowledged deliveries."""
-        held = self.buffered + len(self.protocol.buffer)
-        return held + self.session.unacked_memory() if self.session is not None else held
-
-    # --- driven by the transport --------------------------------------------------------
-
-    def receive(self, data: bytes, now: float) -> None:
-        """One read pass: handle every command, then deliver to the consumers of the
-        queues that became ready and send the coalesced confirms."""
-        state = self.protocol.state
-        self.recv_oct += len(data)
-        try:
-            self._run(self.protocol.receive_data(data, now))
-            if self.session is not None:
-                self.session.end_of_pass()
-        except Exception:
-            self.internal_error()
-        if self.out:
-            self.wake()
-        if self.protocol.state != state:
-            self.rearm()
-
-    def take_output(self, now: float) -> bytes:
-        """Everything buffered, as one bytes for one write."""
-        out = self.out
-        if not out:
-            return b""
-        self.out = []
-        self.buffered = 0
-        self.protocol.data_sent(now)
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self.send_oct += len(data)
-        return data
-
-    def drained(self) -> None:
-        """The socket took everything: consumers blocked on a full buffer may go on."""
-        if self.was_full and self.session is not None:
-            self.was_full = False
-            try:
-                self.session.resume()
-            except Exception:
-                self.internal_error()
-
-    def tick(self, now: float) -> bool:
-        """Act on the time (heartbeats, deadlines). False: drop the connection now."""
-        command = self.protocol.tick(now)
-        if command is None:
-            return True
-        if type(command) is HeartbeatDue:
-            if not self.out:
-                self._append(HEARTBEAT_FRAME)
-            return True
-        self._release()
-        return False
-
-    def connection_lost(self, reason: str) -> None:
-        """The socket is gone: release everything, send nothing."""
-        self.protocol.connection_lost(reason)
-        self._release()
-
     # --- resource alarms (connection.blocked) --------------------------------------------
 
     def set_blocked(self, blocked: bool) -> None:
@@ -403,13 +301,7 @@ class ClientConnection:
 
     def resume(self, now: float) -> None:
         """The alarm cleared: process the held publishes, then read again."""
-        try:
-            self._run(self.protocol.resume(now))
-            if self.session is not None:
-                self.session.end_of_pass()
-        except Exception:
-            self.internal_error()
-        self.wake()
+        self._resume_pass(self.protocol.resume(now))
 
     # --- ending the connection ----------------------------------------------------------
 

@@ -8,8 +8,9 @@ client's receive maximum as credit (10 for MQTT 3). So overlapping subscriptions
 deliver a message once, at the highest QoS among the filters that match it. QoS 1 and
 2 publishes go through channel 2 in confirm mode: PUBACK / PUBREC wait for the broker's
 confirm. QoS 2 is exactly-once both ways (the packet ids in flight are kept in the
-session, `mqtt_node.SessionState`). It is also the broker's `Sink` for the connection
-and owns its output buffer, like `bridge.ClientConnection`; it does no IO.
+session, `mqtt_node.SessionState`). It is also the broker's `Sink` for the connection;
+its output buffer and read pass are `owner.OwnerBase`'s, as for `bridge.ClientConnection`;
+it does no IO.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from amqpbroker.broker.broker import Broker
 from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.consumer import Consumer, ReplyConsumer
 from amqpbroker.broker.message import Message
-from amqpbroker.broker.session import Session
 from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.protocol.mqtt import codec
 from amqpbroker.protocol.mqtt import packets as p
@@ -49,10 +49,10 @@ from amqpbroker.transport.mqtt_node import (
     Subscription,
     subscriptions_of,
 )
+from amqpbroker.transport.owner import OwnerBase
 
 log = logging.getLogger("amqpbroker.mqtt")
 
-OUTBOUND_LIMIT = 4 * 1024 * 1024
 PREFETCH = 10  # RabbitMQ's mqtt.prefetch: the credit of an MQTT 3 session
 SUBSCRIPTION_TTL = 86400  # seconds an MQTT 3 persistent session outlives its connection
 NEVER_EXPIRES = 0xFFFFFFFF
@@ -76,30 +76,22 @@ class MqttInfo:
     heartbeat: int = 0
 
 
-class MqttConnection:
-    """One MQTT client: its protocol state, broker session, MQTT session and output."""
+class MqttConnection(OwnerBase):
+    """One MQTT client: its protocol state, broker session, MQTT session and output.
+
+    The keepalive is the client's: `tick` sends no heartbeat, it ends the connection."""
+
+    wire: Connection
 
     def __init__(self, node: MqttNode, broker: Broker, limits: Limits, *, peer: str,
                  now: float, wake: Callable[[], None], rearm: Callable[[], None],
                  loopback: bool = True) -> None:
+        super().__init__(broker, peer=peer, wake=wake, rearm=rearm, loopback=loopback)
         self.node = node
-        self.broker = broker
-        self.peer = peer
-        self.loopback = loopback
         self.max_packet = limits.max_message_size + 65536
-        self.mqtt = Connection(max_packet_size=self.max_packet,
+        self.wire = Connection(max_packet_size=self.max_packet,
                                connect_timeout=limits.handshake_timeout, now=now)
-        self.protocol = MqttInfo()
-        self.session: Session | None = None
-        self.wake = wake
-        self.rearm = rearm
-        self.out: list[bytes] = []
-        self.buffered = 0
-        self.was_full = False
-        self.publisher = False
-        self.held = False  # output waits for the store's fsync
-        self.recv_oct = 0
-        self.send_oct = 0
+        self.protocol = MqttInfo()  # what management reads
         self.version = p.MQTT_311
         self.key = ("", "")
         self.state = SessionState(0)
@@ -126,42 +118,24 @@ class MqttConnection:
     # --- state the transport reads -----------------------------------------------------
 
     @property
-    def closed(self) -> bool:
-        return self.mqtt.closed
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.mqtt.close_reason
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.out)
-
-    @property
     def paused(self) -> bool:
         return self.pending is not None
-
-    def next_deadline(self) -> float:
-        return self.mqtt.next_deadline()
-
-    def memory(self) -> int:
-        held = self.buffered + len(self.mqtt.buffer)
-        return held + self.session.unacked_memory() if self.session is not None else held
 
     # --- input -----------------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> None:
-        """One read pass: handle every packet, then deliver what became ready."""
-        state = self.mqtt.state
+        """One read pass, as `OwnerBase.receive`, ending with `_end_of_pass`: deliver
+        what became ready, then ack what went out at QoS 0."""
+        state = self.wire.state
         self.recv_oct += len(data)
         try:
-            self._run(self.mqtt.receive_data(data, now))
+            self._run(self.wire.receive_data(data, now))
             self._end_of_pass()
         except Exception:
             self.internal_error()
         if self.out:
             self.wake()
-        if self.mqtt.state != state:
+        if self.wire.state != state:
             self.rearm()
 
     def _end_of_pass(self) -> None:
@@ -232,9 +206,9 @@ class MqttConnection:
         if version == p.MQTT_5:
             expiry = properties.get("session_expiry_interval", 0)
             self.credit = properties.get("receive_maximum", 65535)
-            self.mqtt.client_max_packet = properties.get("maximum_packet_size",
-                                                         self.mqtt.client_max_packet)
-            self.mqtt.client_alias_max = properties.get("topic_alias_maximum", 0)
+            self.wire.client_max_packet = properties.get("maximum_packet_size",
+                                                         self.wire.client_max_packet)
+            self.wire.client_alias_max = properties.get("topic_alias_maximum", 0)
         else:
             expiry = 0 if packet.clean_start else SUBSCRIPTION_TTL
         self.queue = f"mqtt-subscription-{client_id}qos1"
@@ -264,7 +238,7 @@ class MqttConnection:
                               "shared_subscription_available": 0}
             if assigned:
                 ack_properties["assigned_client_identifier"] = client_id
-        self._append(self.mqtt.accept(existing is not None, ack_properties,
+        self._append(self.wire.accept(existing is not None, ack_properties,
                                       keepalive=packet.keepalive))
         log.info("%s: MQTT connection opened (client %r, user %r, vhost %r)", self.peer,
                  client_id, username, vhost)
@@ -274,7 +248,7 @@ class MqttConnection:
             self._update_consumer()
 
     def _refuse(self, v3_code: int, v5_code: int) -> None:
-        self._append(self.mqtt.refuse(v3_code, v5_code))
+        self._append(self.wire.refuse(v3_code, v5_code))
         self.will = None
         self._release()
 
@@ -508,7 +482,8 @@ class MqttConnection:
 
     def _failed(self, command: Failed) -> None:
         log.warning("%s: MQTT protocol error: %s", self.peer, command.text)
-        self._append(command.data)
+        if command.data:
+            self._append(command.data)
         self._end()
 
     # --- deliveries to the client (broker Sink) ------------------------------------------
@@ -593,9 +568,9 @@ class MqttConnection:
         props = (info or outbound(message)).properties
         if identifier is not None:
             props = dict(props, subscription_identifier=[identifier])
-        limit = self.mqtt.client_max_packet
-        if self.mqtt.client_alias_max:
-            alias, new = self.mqtt.outbound_alias(topic.decode("utf-8"), commit=False)
+        limit = self.wire.client_max_packet
+        if self.wire.client_alias_max:
+            alias, new = self.wire.outbound_alias(topic.decode("utf-8"), commit=False)
             if alias:
                 data = codec.encode_publish(topic if new else b"", message.body, qos,
                                             retain, dup, packet_id, codec.encode_properties(
@@ -603,7 +578,7 @@ class MqttConnection:
                 if len(data) > limit:
                     return None
                 if new:
-                    self.mqtt.outbound_alias(topic.decode("utf-8"))
+                    self.wire.outbound_alias(topic.decode("utf-8"))
                 return data
         encoded = codec.encode_properties(props) if props else codec.EMPTY_PROPERTIES
         data = codec.encode_publish(topic, message.body, qos, retain, dup, packet_id, encoded)
@@ -621,7 +596,7 @@ class MqttConnection:
                 props = dict(props, subscription_identifier=[identifier])
             data = codec.encode_publish(topic, message.body, qos, True, False, packet_id,
                                         codec.encode_properties(props))
-            if len(data) > self.mqtt.client_max_packet:
+            if len(data) > self.wire.client_max_packet:
                 return  # too large for the client: dropped
         else:
             data = codec.encode_publish(topic, message.body, qos, True, False, packet_id,
@@ -659,53 +634,24 @@ class MqttConnection:
         self._close(p.UNSPECIFIED_ERROR, error.reply_text)
         self.wake()
 
-    def writable(self) -> bool:
-        if self.buffered < OUTBOUND_LIMIT:
-            return True
-        self.was_full = True
-        return False
-
     # --- output ------------------------------------------------------------------------
-
-    def _append(self, data: bytes) -> None:
-        if not data:
-            return
-        out = self.out
-        if not out:
-            self.wake()
-        out.append(data)
-        self.buffered += len(data)
 
     def _send(self, packet: p.Packet) -> None:
         self._append(codec.encode(packet, self.version))
 
     def take_output(self, now: float) -> bytes:
+        """Ack what was sent at QoS 0 since the last pass, then everything buffered."""
         if self.auto_acks:
             try:
                 self._settle_auto_acks()
             except Exception:
                 self.internal_error()
-        out = self.out
-        if not out:
-            return b""
-        self.out = []
-        self.buffered = 0
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self.send_oct += len(data)
-        return data
-
-    def drained(self) -> None:
-        if self.was_full and self.session is not None:
-            self.was_full = False
-            try:
-                self.session.resume()
-            except Exception:
-                self.internal_error()
+        return OwnerBase.take_output(self, now)
 
     # --- time, alarms, the end -----------------------------------------------------------
 
     def tick(self, now: float) -> bool:
-        expired = self.mqtt.tick(now)
+        expired = self.wire.tick(now)
         if expired is None:
             return True
         if self.version == p.MQTT_5 and self.session is not None:
@@ -740,7 +686,9 @@ class MqttConnection:
         self.wake()
 
     def _close(self, code: int, text: str) -> None:
-        self._append(self.mqtt.close(code, text))
+        data = self.wire.close(code, text)
+        if data:
+            self._append(data)
         self._end()
 
     def _end(self) -> None:
@@ -769,7 +717,7 @@ class MqttConnection:
         session.close()
 
     def connection_lost(self, reason: str) -> None:
-        self.mqtt.connection_lost(reason)
+        self.wire.connection_lost(reason)
         self._end()
 
     def internal_error(self) -> None:

@@ -1,7 +1,8 @@
 """The owner of a STOMP connection: it takes the STOMP protocol's commands, calls the
 broker model through `broker.frontend`'s interface, and owns the connection's output.
 
-`StompClient` is the `owner.Owner` the server drives and the broker's `Sink`. A
+`StompClient` is the `owner.Owner` the server drives (an `owner.OwnerBase`, which holds
+its output and its read pass) and the broker's `Sink`. A
 CONNECT logs in (no `login`: guest/guest) and opens a session on the vhost named by
 `host` (default `/`) with one channel, which every subscription shares, as RabbitMQ's
 plugin does. SEND builds the broker message once (`stomp_headers.build_message`) and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -32,12 +34,12 @@ from amqpbroker.broker.channel import Channel
 from amqpbroker.broker.consumer import Consumer, ReplyConsumer
 from amqpbroker.broker.handlers import queue as queue_handlers
 from amqpbroker.broker.message import Message
-from amqpbroker.broker.session import Session
 from amqpbroker.protocol.amqp.connection import Limits
 from amqpbroker.protocol.stomp.commands import Command, ConnectRequested, Failed, HeartbeatDue
 from amqpbroker.protocol.stomp.connection import StompConnection
 from amqpbroker.protocol.stomp.frames import V12, Frame, FrameLimits, encode, header_lines
 from amqpbroker.transport import stomp_destinations as destinations
+from amqpbroker.transport.owner import OwnerBase
 from amqpbroker.transport.stomp_headers import build_message, message_headers
 
 log = logging.getLogger("amqpbroker.stomp")
@@ -45,7 +47,6 @@ log = logging.getLogger("amqpbroker.stomp")
 SERVER = "amqpbroker/" + __version__
 DEFAULT_LOGIN = ("guest", "guest")
 DEFAULT_VHOST = "/"
-OUTBOUND_LIMIT = 4 * 1024 * 1024
 CHANNEL = 1
 ACK_MODES = ("auto", "client", "client-individual")
 STRING_ARGUMENTS = ("x-dead-letter-exchange", "x-dead-letter-routing-key", "x-queue-type")
@@ -117,29 +118,22 @@ def _queue_arguments(headers: dict[str, str]) -> dict[str, Any]:
     return arguments
 
 
-class StompClient:
+class StompClient(OwnerBase):
     """One STOMP client: its protocol state, its broker session and its output buffer."""
+
+    HEARTBEAT_DUE = HeartbeatDue
+    HEARTBEAT = b"\n"
 
     def __init__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool = True,
                  external_user: str | None = None) -> None:
-        self.broker = broker
-        self.peer = peer
-        self.loopback = loopback
-        self.protocol = StompConnection(FrameLimits(max_body=limits.max_message_size),
-                                        now=now, login_timeout=limits.handshake_timeout)
-        self.session: Session | None = None
+        super().__init__(broker, peer=peer, wake=wake, rearm=rearm, loopback=loopback)
+        self.protocol = self.wire = StompConnection(
+            FrameLimits(max_body=limits.max_message_size), now=now,
+            login_timeout=limits.handshake_timeout)
         self.channel: Channel | None = None
         self.session_name = "session-" + base64.urlsafe_b64encode(
             os.urandom(16)).rstrip(b"=").decode()
-        self.wake = wake
-        self.rearm = rearm
-        self.now = now
-        self.out: list[bytes] = []
-        self.buffered = 0
-        self.was_full = False
-        self.publisher = False
-        self.held = False  # output waits for the store's fsync
         self.blocked = False  # a resource alarm holds SEND frames back
         self.pending: tuple[Frame, Iterator[Command]] | None = None
         self.subscriptions: dict[str, Subscription] = {}  # by consumer tag
@@ -147,30 +141,13 @@ class StompClient:
         self.temp_queues: dict[str, str] = {}  # /temp-queue/<id> -> queue name
         self.transactions: dict[str, list[Frame]] = {}
         self.receipts: collections.deque[tuple[int, str]] = collections.deque()
-        self.recv_oct = 0
-        self.send_oct = 0
 
     # --- state the transport reads -----------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self.protocol.closed
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.protocol.close_reason
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.out)
 
     @property
     def paused(self) -> bool:
         """A SEND is held back by a resource alarm: stop reading this connection."""
         return self.pending is not None
-
-    def next_deadline(self) -> float:
-        return self.protocol.next_deadline()
 
     # --- commands ------------------------------------------------------------------------
 
@@ -219,8 +196,9 @@ class StompClient:
             return
         self.session = session
         self.channel = session.open_channel(CHANNEL)
-        self._append(self.protocol.accept_connect(self.session_name, SERVER, self.now,
-                                                  username=login, vhost=vhost))
+        proto = self.protocol
+        self._append(proto.accept_connect(self.session_name, SERVER, proto.last_received,
+                                          username=login, vhost=vhost))
         log.info("%s: STOMP %s connection opened (user %r, vhost %r)", self.peer,
                  command.version, login, vhost)
 
@@ -483,13 +461,6 @@ class StompClient:
 
     # --- broker Sink -----------------------------------------------------------------------
 
-    def _append(self, data: bytes) -> None:
-        out = self.out
-        if not out:
-            self.wake()
-        out.append(data)
-        self.buffered += len(data)
-
     def send_deliver(self, channel_id: int, consumer: Consumer | ReplyConsumer,
                      delivery_tag: int, redelivered: bool, message: Message) -> None:
         subscription = self.subscriptions[consumer.tag]
@@ -531,69 +502,6 @@ class StompClient:
     def close_channel(self, channel_id: int, error: errors.AMQPError) -> None:
         self._broker_error(error)
 
-    def writable(self) -> bool:
-        if self.buffered < OUTBOUND_LIMIT:
-            return True
-        self.was_full = True
-        return False
-
-    def memory(self) -> int:
-        """Bytes this connection holds: unsent output, unparsed input, unacked messages."""
-        held = self.buffered + self.protocol.buffered
-        return held + self.session.unacked_memory() if self.session is not None else held
-
-    # --- driven by the transport --------------------------------------------------------
-
-    def receive(self, data: bytes, now: float) -> None:
-        """One read pass: handle every frame, then deliver and confirm."""
-        state = self.protocol.state
-        self.recv_oct += len(data)
-        self.now = now
-        try:
-            self._run(self.protocol.receive_data(data, now))
-            if self.session is not None:
-                self.session.end_of_pass()
-        except Exception:
-            self.internal_error()
-        if self.out:
-            self.wake()
-        if self.protocol.state != state:
-            self.rearm()
-
-    def take_output(self, now: float) -> bytes:
-        out = self.out
-        if not out:
-            return b""
-        self.out = []
-        self.buffered = 0
-        self.protocol.data_sent(now)
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self.send_oct += len(data)
-        return data
-
-    def drained(self) -> None:
-        if self.was_full and self.session is not None:
-            self.was_full = False
-            try:
-                self.session.resume()
-            except Exception:
-                self.internal_error()
-
-    def tick(self, now: float) -> bool:
-        command = self.protocol.tick(now)
-        if command is None:
-            return True
-        if type(command) is HeartbeatDue:
-            if not self.out:
-                self._append(b"\n")
-            return True
-        self._release()
-        return False
-
-    def connection_lost(self, reason: str) -> None:
-        self.protocol.close(reason)
-        self._release()
-
     # --- resource alarms ------------------------------------------------------------------
 
     def set_blocked(self, blocked: bool) -> None:
@@ -610,16 +518,8 @@ class StompClient:
         if pending is None or self.blocked:
             return
         self.pending = None
-        self.now = now
         frame, rest = pending
-        try:
-            self._frame(frame)
-            self._run(rest)
-            if self.session is not None:
-                self.session.end_of_pass()
-        except Exception:
-            self.internal_error()
-        self.wake()
+        self._resume_pass(itertools.chain((frame,), rest))
 
     # --- ending the connection ----------------------------------------------------------
 

@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import ByteStream
 from starlette.types import Message, Receive, Scope, Send
 
-from amqpbroker.transport.owner import OwnerFactory
+from amqpbroker.transport.owner import OwnerBase, OwnerFactory
 from amqpbroker.transport.server import Server
 
 PATH = "/ws"
@@ -120,9 +120,9 @@ class WebSocketApp:
             WebSocketStream(receive, send, text=self.protocol.text), self._web_owner,
             scope.get("client"))
 
-    def _web_owner(self, *args: Any, **kwargs: Any) -> Any:
+    def _web_owner(self, *args: Any, **kwargs: Any) -> OwnerBase:
         """The protocol's owner, marked as served over WebSocket (the management API
         names its protocol "Web STOMP 1.2" and so on)."""
-        owner = self.factory(*args, **kwargs)
+        owner: OwnerBase = self.factory(*args, **kwargs)
         owner.web = True
         return owner

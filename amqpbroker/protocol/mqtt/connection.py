@@ -192,6 +192,9 @@ class Connection:
 
     # --- time and the transport ----------------------------------------------------
 
+    def data_sent(self, now: float) -> None:
+        """The owner wrote output: the keepalive counts only what the client sends."""
+
     def tick(self, now: float) -> Expired | None:
         if now < self.next_deadline():
             return None

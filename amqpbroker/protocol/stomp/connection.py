@@ -110,8 +110,9 @@ class StompConnection:
         return int(max(self.send_interval, self.receive_interval))
 
     @property
-    def buffered(self) -> int:
-        return len(self.parser.buffer)
+    def buffer(self) -> bytearray:
+        """Input not yet parsed."""
+        return self.parser.buffer
 
     # --- input ---------------------------------------------------------------------------
 
@@ -190,6 +191,10 @@ class StompConnection:
         if self.state != CLOSED:
             self.state = CLOSED
             self.close_reason = reason
+
+    def connection_lost(self, reason: str) -> None:
+        """The socket is gone: nothing more is read or sent."""
+        self.close(reason)
 
     def data_sent(self, now: float) -> None:
         self.last_sent = now
