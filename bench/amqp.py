@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlparse
 from pamqp import commands, frame
 from pamqp.base import Frame
 
+from bench.stream import StreamClient
+
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 FRAME_MAX = 131072
 
@@ -89,58 +91,36 @@ def encode_ack(delivery_tag: int, multiple: bool, channel: int = 1) -> bytes:
 # --------------------------------------------------------------------------- connection
 
 
-class Connection(asyncio.Protocol):
+class Connection(StreamClient):
     """One AMQP connection. Use `await Connection.open(url)`; channel 1 is opened too."""
 
+    Error = AMQPError
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        super().__init__()
         self._methods: asyncio.Queue[tuple[int, Frame | None]] = asyncio.Queue()
-        self._resume: asyncio.Future[None] | None = None
-        self.paused = False
         self.blocked = False
-        self.error: str | None = None
         self.frame_max = FRAME_MAX
         # consumer state (hot path)
-        self.delivered = 0
         self.last_tag = 0
         self.acked_tag = 0
         self.no_ack = True
         self.ack_every = 0
-        self.counter = None  # a shared multiprocessing value updated once per read pass
         self.latency_ns: list[int] | None = None  # when set: now - first 8 body bytes
         self.latency_after = 0  # skip samples of the first N deliveries (warm-up)
         self._remaining = -1  # body bytes still due for the current delivery; -1: none
         self._body_size = 0  # body size of the current delivery
-        self._expected = -1  # wake `_reached` once `delivered` gets here
-        self._reached: asyncio.Future[None] | None = None
         # publisher-confirm state (hot path)
         self.on_confirm: Callable[[int, bool, bool], None] | None = None
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            self.error = "connection lost" + (f": {exc}" if exc else "")
+    def _end_control(self) -> None:
         self._methods.put_nowait((0, None))
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-        self._wake()
 
-    def _wake(self) -> None:
-        if self._reached is not None and not self._reached.done():
-            self._reached.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
+    def _held(self) -> bool:
+        """Also while the broker has sent connection.blocked."""
+        return self.paused or self.blocked
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -180,8 +160,7 @@ class Connection(asyncio.Protocol):
                     self.blocked = True
                 elif index == _CONNECTION_UNBLOCKED:
                     self.blocked = False
-                    if self._resume is not None and not self._resume.done():
-                        self._resume.set_result(None)
+                    self._release_writer()
                 else:
                     self._method(bytes(buf[pos:stop]))
             elif ftype == 2:  # content header: class, weight, body size
@@ -224,19 +203,6 @@ class Connection(asyncio.Protocol):
         )
         await conn._handshake(params, name)
         return conn
-
-    def write(self, data: bytes | memoryview) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark or the broker
-        has sent connection.blocked."""
-        while (self.paused or self.blocked) and self.error is None:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-        if self.error is not None:
-            raise AMQPError(self.error)
 
     async def expect(self, kind: type[Frame] | tuple[type[Frame], ...]) -> Frame:
         """The next method that is not on the hot path; it must be of `kind`."""
@@ -301,15 +267,6 @@ class Connection(asyncio.Protocol):
         self.ack_every = max(1, ack_every)
         await self.rpc(commands.Basic.Consume(queue=queue, no_ack=no_ack),
                        commands.Basic.ConsumeOk)
-
-    async def delivered_at_least(self, expected: int) -> None:
-        """Wait (without polling) until `expected` messages have been delivered."""
-        self._expected = expected
-        while self.delivered < expected:
-            if self.error is not None:
-                raise AMQPError(self.error)
-            self._reached = asyncio.get_running_loop().create_future()
-            await self._reached
 
     def ack(self) -> None:
         """Ack every delivery so far with one multiple=true Basic.Ack."""

@@ -16,6 +16,8 @@ import asyncio
 import struct
 from collections.abc import Callable
 
+from bench.stream import StreamClient
+
 _UINT16 = struct.Struct(">H")
 _PUBACK = struct.Struct(">BBH")
 PACKET_IDS = 65535  # ids 1..65535, used in turn
@@ -79,48 +81,21 @@ def encode_ring(topic: str, payload: bytes, qos: int) -> tuple[memoryview, int]:
 # --------------------------------------------------------------------------- connection
 
 
-class Client(asyncio.Protocol):
+class Client(StreamClient):
     """One MQTT connection. Use `await Client.open(...)`."""
 
+    Error = MQTTError
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        super().__init__()
         self._control: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        self._resume: asyncio.Future[None] | None = None
-        self.paused = False
-        self.error: str | None = None
-        # subscriber state (hot path)
-        self.delivered = 0
-        self.counter = None  # a shared multiprocessing value updated once per read pass
-        self._expected = -1
-        self._reached: asyncio.Future[None] | None = None
         # publisher state (hot path): called with the packet id of every PUBACK
         self.on_puback: Callable[[int], None] | None = None
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            self.error = "connection lost" + (f": {exc}" if exc else "")
+    def _end_control(self) -> None:
         self._control.put_nowait(None)
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._reached is not None and not self._reached.done():
-            self._reached.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -178,10 +153,6 @@ class Client(asyncio.Protocol):
             raise MQTTError(f"CONNACK return code {body[1]}")
         return client
 
-    def write(self, data: bytes | memoryview) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
     async def _expect(self, kind: int) -> bytes:
         item = await self._control.get()
         if item is None or item[0] != kind:
@@ -193,23 +164,6 @@ class Client(asyncio.Protocol):
         body = await self._expect(9)
         if body[2] == 0x80:
             raise MQTTError(f"subscription to {topic!r} refused")
-
-    async def drain(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark."""
-        while self.paused and self.error is None:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-        if self.error is not None:
-            raise MQTTError(self.error)
-
-    async def delivered_at_least(self, expected: int) -> None:
-        """Wait (without polling) until `expected` publishes have arrived."""
-        self._expected = expected
-        while self.delivered < expected:
-            if self.error is not None:
-                raise MQTTError(self.error)
-            self._reached = asyncio.get_running_loop().create_future()
-            await self._reached
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 
+from bench.stream import StreamClient
+
 _CONTENT_LENGTH = b"\ncontent-length:"
 _ACK_HEADER = b"\nack:"
 
@@ -33,47 +35,20 @@ def encode_send(destination: str, body: bytes) -> bytes:
                                  "content-length": str(len(body))}, body)
 
 
-class Client(asyncio.Protocol):
+class Client(StreamClient):
     """One STOMP connection. Use `await Client.open(...)`."""
 
+    Error = STOMPError
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        super().__init__()
         self._control: asyncio.Queue[tuple[bytes, bytes] | None] = asyncio.Queue()
-        self._resume: asyncio.Future[None] | None = None
-        self.paused = False
-        self.error: str | None = None
-        # subscriber state (hot path)
-        self.delivered = 0
         self.client_ack = False
-        self.counter = None  # a shared multiprocessing value updated once per read pass
-        self._expected = -1
-        self._reached: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            self.error = "connection lost" + (f": {exc}" if exc else "")
+    def _end_control(self) -> None:
         self._control.put_nowait(None)
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._reached is not None and not self._reached.done():
-            self._reached.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self._resume is not None and not self._resume.done():
-            self._resume.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -134,10 +109,6 @@ class Client(asyncio.Protocol):
         await client._expect(b"CONNECTED")
         return client
 
-    def write(self, data: bytes | memoryview) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
     async def _expect(self, command: bytes) -> bytes:
         item = await self._control.get()
         if item is None or item[0] != command:
@@ -152,23 +123,6 @@ class Client(asyncio.Protocol):
         self.client_ack = ack != "auto"
         self.write(encode_frame("SUBSCRIBE", headers))
         await self._expect(b"RECEIPT")
-
-    async def drain(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark."""
-        while self.paused and self.error is None:
-            self._resume = asyncio.get_running_loop().create_future()
-            await self._resume
-        if self.error is not None:
-            raise STOMPError(self.error)
-
-    async def delivered_at_least(self, expected: int) -> None:
-        """Wait (without polling) until `expected` MESSAGE frames have arrived."""
-        self._expected = expected
-        while self.delivered < expected:
-            if self.error is not None:
-                raise STOMPError(self.error)
-            self._reached = asyncio.get_running_loop().create_future()
-            await self._reached
 
     async def close(self) -> None:
         """DISCONNECT with a receipt (everything before it has been processed), then close."""
