@@ -3,7 +3,8 @@
 SEND -> `Message`: `content-type`, `content-encoding`, `correlation-id`, `expiration`,
 `type`, `user-id`, `app-id`, `amqp-message-id`, `reply-to`, `priority`, `timestamp` and
 `persistent:true` become basic properties; every other header but `destination` becomes
-an AMQP header (longstr). The message is built once, here, at the edge.
+an AMQP header (longstr). The message is built once, here, at the edge; SENDs that repeat
+the same headers and body size reuse the content header encoded for the first of them.
 
 `Message` -> MESSAGE headers: the AMQP headers of type longstr, signed int and long
 (others are dropped), then the properties. A MESSAGE's header block depends only on the message's
@@ -26,6 +27,7 @@ from amqpbroker import values
 from amqpbroker.broker import properties
 from amqpbroker.broker.message import Message
 from amqpbroker.protocol.stomp.frames import header_lines
+from amqpbroker.transport import bridge
 from amqpbroker.transport.stomp_destinations import reply_to_header
 
 _INT, _LONG = struct.Struct(">i"), struct.Struct(">q")
@@ -45,12 +47,27 @@ _PROPERTY_HEADERS = {value: key for key, value in STRING_PROPERTIES.items()}
 
 _BLOCKS: dict[tuple[bytes, str], bytes] = {}
 _BLOCKS_MAX = 4096
+_HEADERS: dict[tuple[tuple[tuple[str, str], ...], str | None, int], bytes] = {}
+_HEADERS_MAX = 4096
 
 
 def build_message(exchange: str, routing_key: str, headers: Mapping[str, str], body: bytes,
                   reply_to: str | None = None) -> Message:
     """The broker message of a SEND (`reply_to`: the rewritten `reply-to`, if any).
     Raises ValueError naming a header that cannot be a property (too long, ...)."""
+    key = (tuple(headers.items()), reply_to, len(body))
+    header = _HEADERS.get(key)
+    if header is not None:
+        return bridge.build_message(exchange, routing_key, header, body)
+    message = _encode(exchange, routing_key, headers, body, reply_to)
+    if len(_HEADERS) >= _HEADERS_MAX:
+        _HEADERS.clear()
+    _HEADERS[key] = message.header
+    return message
+
+
+def _encode(exchange: str, routing_key: str, headers: Mapping[str, str], body: bytes,
+            reply_to: str | None) -> Message:
     props = Basic.Properties()
     custom: dict[str, Any] = {}
     for name, value in headers.items():
