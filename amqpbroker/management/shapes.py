@@ -133,7 +133,7 @@ def connection(client: ClientConnection, local: str, *, stats: View | None = Non
     host, port = _peer(client)
     local_host, _, local_port = local.rpartition(":")
     props = jsonable(proto.client_properties)
-    web = "Web " if getattr(client, "web", False) else ""  # set by transport/websocket.py
+    web = "Web " if client.web else ""
     return {
         "name": connection_name(client, local), "node": NODE, "user": proto.username,
         "vhost": proto.vhost, "state": "running", "protocol": web + proto.protocol_name,
