@@ -82,14 +82,18 @@ class Controller:
         self._tasks.start_soon(fn)
 
     def stop(self) -> None:
-        """End `run`: the clients get their Close at once, without waiting for answers."""
+        """End `run`: the clients get their Close at once, without waiting for answers.
+        A restart still waiting returns, with the broker stopped."""
         self._stop.set()
         self._restart.set()
+        self._restarted.set()
 
     async def restart(self) -> None:
         """Stop the broker and start it again from its data directory on the same ports:
         durable definitions and persistent messages survive, as they would a restart of
-        the process; without a data directory nothing does."""
+        the process; without a data directory nothing does. After `stop`, it does nothing."""
+        if self._stop.is_set():
+            return
         self._restarted = anyio.Event()
         self._restart.set()
         await self._restarted.wait()

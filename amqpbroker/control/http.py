@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -201,11 +202,9 @@ class ControlApi:
         if self.restart_waits:
             await self.controller.restart()
             return None
-        async def later() -> None:
-            await anyio.sleep(0.05)  # let this answer go out before the port closes
-            await self.controller.restart()
-        self.controller.spawn(later)
-        return Response(status_code=202)
+        async def after_the_answer() -> None:  # the restart closes this request's port
+            self.controller.spawn(self.controller.restart)
+        return Response(status_code=202, background=BackgroundTask(after_the_answer))
 
     def app(self) -> ASGIApp:
         def route(path: str, handler: Callable[[Request], Any], *methods: str) -> Route:

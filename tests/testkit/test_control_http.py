@@ -53,6 +53,13 @@ def _answers(http: httpx.Client) -> bool:
         return False
 
 
+def _answers_with(http: httpx.Client, queues: list[object]) -> bool:
+    try:
+        return http.get("queues").json() == queues
+    except httpx.TransportError:
+        return False
+
+
 def test_inspect_and_wait(broker: Broker) -> None:
     connection = broker.connect()
     channel = connection.channel()
@@ -129,14 +136,29 @@ def test_bad_requests(broker: Broker) -> None:
 
 def test_on_the_management_port(tmp_path) -> None:
     management = free_port()
-    process, _ = _start(tmp_path, "--management-port", str(management), "--test-control")
+    process, port = _start(tmp_path, "--management-port", str(management), "--test-control")
     try:
         base = f"http://127.0.0.1:{management}/api/"
         wait_for(lambda: _answers(httpx.Client(base_url=base + "test/")), what="the API")
         assert httpx.get(base + "test/queues").json() == []
         assert httpx.get(base + "overview", auth=("guest", "guest")).status_code == 200
+        Broker(port, httpx.Client()).connect().channel().queue_declare("transient")
+        assert [q["name"] for q in httpx.get(base + "test/queues").json()] == ["transient"]
         assert httpx.post(base + "test/restart").status_code == 202
-        wait_for(lambda: _answers(httpx.Client(base_url=base + "test/")), what="the restart")
+        wait_for(lambda: _answers_with(httpx.Client(base_url=base + "test/"), []),
+                 what="the restart, which drops the transient queue")
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+def test_a_stop_during_a_restart_still_stops(tmp_path) -> None:
+    management = free_port()
+    process, _ = _start(tmp_path, "--management-port", str(management), "--test-control")
+    try:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{management}/api/test/")
+        wait_for(lambda: _answers(http), what="the API")
+        assert http.post("restart").status_code == 202
     finally:
         process.terminate()
         assert process.wait(10) == 0
