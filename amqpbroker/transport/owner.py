@@ -15,6 +15,7 @@ by writing an owner (sans-IO codec in `protocol/<name>/`, the broker reached thr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -32,7 +33,6 @@ class Owner(Protocol):
     (`take_output`), time (`tick`), and the transport's events."""
 
     peer: str
-    held: bool  # output waits for the store's fsync
 
     @property
     def closed(self) -> bool: ...
@@ -45,6 +45,15 @@ class Owner(Protocol):
         """A publish is held back by a resource alarm: stop reading."""
     def receive(self, data: bytes, now: float) -> None: ...
     def take_output(self, now: float) -> bytes: ...
+    def hold(self, mark: int) -> int:
+        """Keep the output so far until the store has committed up to `mark`."""
+    @property
+    def held_until(self) -> int:
+        """The commit the oldest held output waits for (0: none is held)."""
+    def release(self, committed: int) -> None:
+        """Held output whose commit is done may be sent."""
+    def drop_held(self) -> None:
+        """The commit failed: held output (confirms of what is not on disk) is dropped."""
     def drained(self) -> None:
         """The output handed out was written."""
     def next_deadline(self) -> float:
@@ -84,7 +93,8 @@ class Wire(Protocol):
 
 class OwnerBase(ABC):
     """What every owner does the same way: its output (one list of encoded frames, its
-    byte count, the writer's wake-up, `take_output` joining it into one bytes per write),
+    byte count, the writer's wake-up, `take_output` joining it into one bytes per write,
+    and the output held until the store's commit covers the pass that made it),
     the backpressure of the broker's `Sink.writable` and `drained`, the octet counters,
     the read pass (`receive`: the protocol's commands, `Session.end_of_pass`, one
     exception boundary, wake and rearm), the heartbeat of `tick` and `memory`.
@@ -111,9 +121,12 @@ class OwnerBase(ABC):
         self.rearm = rearm
         self.out: list[bytes] = []
         self.buffered = 0
+        # Output of passes that recorded changes, each with the commit it waits for, and
+        # held output whose commit is done; `out` goes after both.
+        self.holds: deque[tuple[int, list[bytes]]] = deque()
+        self.released: list[bytes] = []
         self.was_full = False
         self.publisher = False
-        self.held = False  # output waits for the store's fsync
         self.recv_oct = 0  # bytes read from and written to the socket
         self.send_oct = 0
 
@@ -141,7 +154,7 @@ class OwnerBase(ABC):
 
     @property
     def has_output(self) -> bool:
-        return bool(self.out)
+        return bool(self.out or self.holds or self.released)
 
     def next_deadline(self) -> float:
         return self.wire.next_deadline()
@@ -168,16 +181,47 @@ class OwnerBase(ABC):
         return False
 
     def take_output(self, now: float) -> bytes:
-        """Everything buffered, as one bytes for one write."""
-        out = self.out
+        """Everything that may be sent, as one bytes for one write: the released output,
+        then (when nothing is held) the rest."""
+        if self.holds or self.released:
+            out = self.released
+            self.released = []
+            if not self.holds:
+                out += self.out
+                self.out = []
+        else:
+            out = self.out
+            self.out = []
         if not out:
             return b""
-        self.out = []
-        self.buffered = 0
         self.wire.data_sent(now)
         data = out[0] if len(out) == 1 else b"".join(out)
+        self.buffered -= len(data)
         self.send_oct += len(data)
         return data
+
+    def hold(self, mark: int) -> int:
+        """Keep the output so far until the store has committed up to `mark` (the pass
+        that made it recorded changes); returns the mark of the hold before it still
+        waiting (0: none)."""
+        previous = self.holds[-1][0] if self.holds else 0
+        self.holds.append((mark, self.out))
+        self.out = []
+        return previous
+
+    @property
+    def held_until(self) -> int:
+        return self.holds[0][0] if self.holds else 0
+
+    def release(self, committed: int) -> None:
+        holds = self.holds
+        while holds and holds[0][0] <= committed:
+            self.released += holds.popleft()[1]
+
+    def drop_held(self) -> None:
+        for _mark, frames in self.holds:
+            self.buffered -= sum(map(len, frames))
+        self.holds.clear()
 
     def drained(self) -> None:
         """The socket took everything: consumers blocked on a full buffer may go on."""

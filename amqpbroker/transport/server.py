@@ -219,7 +219,8 @@ class Server:
             with anyio.move_on_after(FLUSH_GRACE):
                 while any(client.has_output for client in self.clients):
                     await anyio.sleep(0)
-        with anyio.move_on_after(SHUTDOWN_GRACE):
+        with anyio.move_on_after(SHUTDOWN_GRACE), \
+                contextlib.suppress(StoreFailed):  # logged when the write failed
             await self.committer.flush()
         if self._tasks is not None:
             self._tasks.cancel_scope.cancel()
@@ -282,37 +283,56 @@ class Server:
                       tasks: anyio.abc.TaskGroup) -> None:
         try:
             while not client.closed:
+                store = self.broker.store
                 if client.paused:
                     client.tell_blocked()
                     client.wake()
                     await self._unblocked.wait()
+                    before = store.recorded
                     client.resume(self.clock())
-                    continue
-                data = await stream.receive(READ_SIZE)
-                client.receive(data, self.clock())
-                recorded = self.broker.store.recorded
-                if recorded > self.committer.committed:
-                    client.held = True
-                    try:
-                        await self.committer.wait(recorded)
-                    except StoreFailed:
-                        client.shutdown_on_error("the store cannot be written")
-                    finally:
-                        client.held = False
-                    client.wake()
+                else:
+                    data = await stream.receive(READ_SIZE)
+                    before = store.recorded
+                    client.receive(data, self.clock())
+                if store.recorded != before:
+                    await self._hold(client, store.recorded)
             client.wake()
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                 OSError):
             client.connection_lost("connection lost")
             tasks.cancel_scope.cancel()
 
+    async def _hold(self, client: ClientConnection, mark: int) -> None:
+        """The pass recorded changes: its output waits for their commit (the writer sends
+        it then). Reading goes on meanwhile, so the next pass overlaps this commit; but
+        not further: a pass still waiting for its commit before this one is waited for."""
+        previous = client.hold(mark)
+        self.committer.kick()
+        if previous > self.committer.committed:
+            try:
+                await self.committer.wait(previous)
+            except StoreFailed:
+                self._store_failed(client)
+
+    @staticmethod
+    def _store_failed(client: ClientConnection) -> None:
+        """What waited for a commit that failed is not sent: the connection is closed."""
+        client.drop_held()
+        client.shutdown_on_error("the store cannot be written")
+
     async def _writer(self, client: ClientConnection, stream: ByteStream, wakeup: _Wakeup,
                       tasks: anyio.abc.TaskGroup) -> None:
+        committer = self.committer
         try:
             while True:
-                if client.held:
-                    await wakeup.wait()
-                    continue
+                mark = client.held_until
+                if mark:
+                    if mark > committer.committed:
+                        try:
+                            await committer.wait(mark)
+                        except StoreFailed:
+                            self._store_failed(client)
+                    client.release(committer.committed)
                 data = client.take_output(self.clock())
                 if data:
                     await stream.send(data)

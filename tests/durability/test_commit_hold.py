@@ -1,0 +1,101 @@
+"""A publisher confirm leaves only after the write it confirms: with the disk held back by
+a gate on the store's writes, a confirm waits for the gate, after a resource alarm too;
+and a write that fails closes the connection without confirming anything."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+from pika.exceptions import ConnectionClosedByBroker
+
+from amqpbroker.store.base import Batch
+from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+class Gate:
+    """Holds back (or fails) the store's writes of batches that carry messages."""
+
+    def __init__(self, broker: EmbeddedBroker, fail: bool = False) -> None:
+        store = broker.server.broker.store
+        self.write: Callable[[Batch], None] = store.write_batch
+        self.fail = fail
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        store.write_batch = self._write  # type: ignore[method-assign]
+
+    def _write(self, batch: Batch) -> None:
+        records = batch.messages[0] if batch.messages else None
+        if records:
+            self.entered.set()
+            if self.fail:
+                raise OSError(28, "No space left on device")
+            self.opened.wait(10)
+        self.write(batch)
+
+
+@contextmanager
+def publisher(broker: EmbeddedBroker) -> Iterator[Callable[[bytes], Future[Any]]]:
+    """A pika publisher with confirms on its own thread; each call publishes one
+    persistent message to the durable queue `jobs` and returns the confirm's future."""
+    with ThreadPoolExecutor(1) as thread:
+        connection = thread.submit(pika.BlockingConnection,
+                                   pika.URLParameters(broker.url)).result(10)
+        channel = thread.submit(connection.channel).result(10)
+        thread.submit(channel.queue_declare, "jobs", durable=True).result(10)
+        thread.submit(channel.confirm_delivery).result(10)
+        try:
+            yield lambda body: thread.submit(channel.basic_publish, "", "jobs", body,
+                                             PERSISTENT)
+        finally:
+            if connection.is_open:
+                thread.submit(connection.close).result(10)
+
+
+def test_a_confirm_waits_for_its_write(tmp_path: Path) -> None:
+    with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
+            publisher(broker) as publish:
+        gate = Gate(broker)
+        confirmed = publish(b"kept")
+        assert gate.entered.wait(10), "the message was never written"
+        assert broker.call(lambda: [c.has_output for c in broker.server.clients]) == [True]
+        assert not confirmed.done(), "confirmed before its write was done"
+        gate.opened.set()
+        confirmed.result(10)
+        assert [m.body for m in broker.messages("jobs")] == [b"kept"]
+
+
+def test_a_confirm_after_an_alarm_waits_for_its_write(tmp_path: Path) -> None:
+    with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
+            publisher(broker) as publish:
+        gate = Gate(broker)
+        broker.block_publishers()
+        confirmed = publish(b"held")
+        wait_for(lambda: broker.call(lambda: any(c.paused for c in broker.server.clients)),
+                 what="the publish held back by the alarm")
+        broker.unblock_publishers()
+        assert gate.entered.wait(10), "the message was never written"
+        assert broker.call(lambda: [c.has_output for c in broker.server.clients]) == [True]
+        assert not confirmed.done(), "confirmed before its write was done"
+        gate.opened.set()
+        confirmed.result(10)
+
+
+def test_a_failed_write_confirms_nothing(tmp_path: Path) -> None:
+    with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
+            publisher(broker) as publish:
+        Gate(broker, fail=True)
+        with pytest.raises(ConnectionClosedByBroker) as closed:
+            publish(b"lost").result(10)
+        assert (closed.value.reply_code, closed.value.reply_text) == (
+            541, "INTERNAL_ERROR - the store cannot be written")
