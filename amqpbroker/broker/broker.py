@@ -36,6 +36,9 @@ class Broker:
         self.alarm_listeners: list[Callable[[bool], None]] = []
         self.churn = Churn()
         self.deleted_vhost_stats = MessageStats()  # what deleted vhosts had counted
+        # Start writing what the store recorded (the transport's committer sets it): a
+        # read pass calls it before delivering, so the fsync overlaps the deliveries.
+        self.write_soon: Callable[[], None] = lambda: None
         # runtime records of the frontends (e.g. MQTT retained messages), by kind, as
         # recovered from the store: each frontend takes its own at start
         self.frontend_records: dict[str, list[dict[str, Any]]] = {}

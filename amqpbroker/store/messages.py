@@ -40,6 +40,8 @@ SEGMENT_SIZE = 8 * 1024 * 1024
 TAIL_ROLL = 512 * 1024  # an emptied newest segment at least this big is replaced
 _MESSAGE = struct.Struct(">BIQ")  # type, queue id, sequence number; the message follows
 _LINK = struct.Struct(">BIQI")  # type, queue id, sequence number, message offset
+_FRAMED_MESSAGE = struct.Struct(">IBIQB")  # record length, _MESSAGE, exchange length
+_FRAMED_LINK = struct.Struct(">IBIQI")  # record length, _LINK
 _ACK = struct.Struct(">IQ")  # queue id, sequence number
 LINK_SIZE = 4 + _LINK.size
 _HEADER_LENGTH = struct.Struct(">I")
@@ -54,15 +56,20 @@ class LiveMessage(NamedTuple):
     message: memoryview  # the message's fields: `decode_message` reads them
 
 
-def encode_message(exchange: str, routing_key: str, header: bytes, body: bytes) -> bytes:
-    """A message's fields: exchange, routing key, content header, body."""
+def framed_message(queue_id: int, seq: int, exchange: str, routing_key: str, header: bytes,
+                   body: bytes) -> bytes:
+    """A message record, length-prefixed for `SegmentLog.reserve`: the record's type,
+    queue id and sequence number, then the message's fields (exchange, routing key,
+    content header, body)."""
     ex, rk = exchange.encode(), routing_key.encode()
-    return b"".join((bytes((len(ex),)), ex, bytes((len(rk),)), rk,
-                     _HEADER_LENGTH.pack(len(header)), header, body))
+    size = _MESSAGE.size + 6 + len(ex) + len(rk) + len(header) + len(body)
+    return b"".join((_FRAMED_MESSAGE.pack(size, MESSAGE, queue_id, seq, len(ex)), ex,
+                     bytes((len(rk),)), rk, _HEADER_LENGTH.pack(len(header)), header, body))
 
 
 def body_size(fields: bytes | memoryview) -> int:
-    """The body length of a message in `encode_message`'s form, without copying it."""
+    """The body length of a message's fields (as `framed_message` writes them), without
+    copying it."""
     ex_end = 1 + fields[0]
     rk_end = ex_end + 1 + fields[ex_end]
     (header_length,) = _HEADER_LENGTH.unpack_from(fields, rk_end)
@@ -70,7 +77,7 @@ def body_size(fields: bytes | memoryview) -> int:
 
 
 def decode_message(fields: bytes | memoryview) -> tuple[str, str, bytes, bytes]:
-    """(exchange, routing key, content header, body) from `encode_message`'s form."""
+    """(exchange, routing key, content header, body) from a message's fields."""
     ex_end = 1 + fields[0]
     exchange = bytes(fields[1:ex_end]).decode()
     rk_end = ex_end + 1 + fields[ex_end]
@@ -130,11 +137,11 @@ class MessageStore:
                 and last[2] == exchange and last[3] == routing_key
                 and split(last[4])[0] == log.tail
                 and log.tail_size + LINK_SIZE <= log.max_size):
-            where = log.reserve(_LINK.pack(LINK, queue_id, seq, split(last[4])[1]),
-                                roll=False)
+            where = log.reserve(_FRAMED_LINK.pack(_LINK.size, LINK, queue_id, seq,
+                                                  split(last[4])[1]), roll=False)
         else:
-            where = log.reserve(_MESSAGE.pack(MESSAGE, queue_id, seq)
-                                + encode_message(exchange, routing_key, header, body))
+            where = log.reserve(framed_message(queue_id, seq, exchange, routing_key, header,
+                                               body))
             self._last = (header, body, exchange, routing_key, where)
         segment = split(where)[0]
         counts = self.live.get(segment)
@@ -187,7 +194,7 @@ class MessageStore:
         for segment in [s for s, counts in self.live.items() if not counts]:
             self._segment_done(segment)
 
-    def take(self) -> tuple[list[tuple[int, int, bytes]], dict[int, list[bytes]], list[int]]:
+    def take(self) -> tuple[dict[int, bytes], dict[int, list[bytes]], list[int]]:
         """What the next write appends and removes."""
         self.collect()
         acks, self.acks = self.acks, {}
@@ -196,7 +203,7 @@ class MessageStore:
 
     # --- writing (one worker thread at a time) ---------------------------------------------
 
-    def write(self, records: list[tuple[int, int, bytes]], acks: dict[int, list[bytes]],
+    def write(self, records: dict[int, bytes], acks: dict[int, list[bytes]],
               dead: list[int]) -> None:
         """Append and fdatasync the records, append the acks, delete dead segments."""
         if records:

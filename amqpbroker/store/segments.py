@@ -24,7 +24,6 @@ LENGTH = struct.Struct(">I")
 SUFFIX = ".seg"
 SEGMENT_BITS = 32
 
-
 def location(segment: int, offset: int) -> int:
     return segment << SEGMENT_BITS | offset
 
@@ -45,9 +44,9 @@ class SegmentLog:
             if name.endswith(SUFFIX) and name[:-len(SUFFIX)].isdigit())
         self.tail = (self.segments[-1] if self.segments else 0) + 1
         self.tail_size = 0
-        # Reserved, not yet written: (segment, offset, framed record), in order.
-        self.reserved: list[tuple[int, int, bytes]] = []
-        self.unwritten: dict[int, bytes] = {}
+        # Framed records by location, in order: reserved, and being written.
+        self.reserved: dict[int, bytes] = {}
+        self.writing: dict[int, bytes] = {}
         self._readers: dict[int, int] = {}
         self._writer: tuple[int, int] | None = None  # (segment, fd)
 
@@ -56,45 +55,47 @@ class SegmentLog:
 
     # --- the event loop's side ------------------------------------------------------
 
-    def reserve(self, record: bytes, roll: bool = True) -> int:
-        """The location `record` will have; it is written by the next `write`. With
-        `roll` false the record stays in the current segment (keeps related records
-        together)."""
-        framed = LENGTH.pack(len(record)) + record
+    def reserve(self, framed: bytes, roll: bool = True) -> int:
+        """The location the record `framed` (length-prefixed: `LENGTH`, then the record)
+        will have; it is written by the next `write`. With `roll` false the record stays
+        in the current segment (keeps related records together)."""
         if roll and self.tail_size and self.tail_size + len(framed) > self.max_size:
             self.tail += 1
             self.tail_size = 0
-        where = location(self.tail, self.tail_size)
-        self.reserved.append((self.tail, self.tail_size, framed))
-        self.unwritten[where] = record
+        where = self.tail << SEGMENT_BITS | self.tail_size
+        self.reserved[where] = framed
         self.tail_size += len(framed)
         return where
 
-    def take_reserved(self) -> list[tuple[int, int, bytes]]:
-        reserved, self.reserved = self.reserved, []
-        return reserved
+    def take_reserved(self) -> dict[int, bytes]:
+        """The reserved records, for one `write`; `read` finds them until it is done."""
+        self.writing, self.reserved = self.reserved, {}
+        return self.writing
 
     # --- the writer's side (one thread at a time) ---------------------------------------
 
-    def write(self, records: list[tuple[int, int, bytes]], sync: bool) -> None:
-        """Append reserved records (in reservation order); fdatasync them if `sync`."""
+    def write(self, records: dict[int, bytes], sync: bool) -> None:
+        """Append records that `take_reserved` took (in reservation order); fdatasync them
+        if `sync`."""
         touched: list[int] = []
-        index = 0
-        while index < len(records):
-            segment = records[index][0]
-            end = index
-            while end < len(records) and records[end][0] == segment:
-                end += 1
+        first = next(iter(records), None)
+        if first is not None and first >> SEGMENT_BITS == next(reversed(records)) >> SEGMENT_BITS:
+            runs = [(first >> SEGMENT_BITS, list(records.values()))]
+        else:
+            runs = []
+            for where, framed in records.items():
+                segment = where >> SEGMENT_BITS
+                if not runs or runs[-1][0] != segment:
+                    runs.append((segment, []))
+                runs[-1][1].append(framed)
+        for segment, framed_records in runs:
             fd = self._open_for_append(segment)
-            os.write(fd, b"".join(r[2] for r in records[index:end]))
+            os.write(fd, b"".join(framed_records))
             touched.append(fd)
-            index = end
         if sync:
             for fd in touched:
                 os.fdatasync(fd)
-        unwritten = self.unwritten
-        for segment, offset, _framed in records:
-            unwritten.pop(location(segment, offset), None)
+        self.writing = {}
 
     def _open_for_append(self, segment: int) -> int:
         if self._writer is not None and self._writer[0] == segment:
@@ -132,9 +133,9 @@ class SegmentLog:
 
     def read(self, where: int) -> bytes:
         """One record by location (from memory while it is not yet written)."""
-        record = self.unwritten.get(where)
-        if record is not None:
-            return record
+        framed = self.reserved.get(where) or self.writing.get(where)
+        if framed is not None:
+            return framed[4:]
         segment, offset = split(where)
         fd = self._readers.get(segment)
         if fd is None:

@@ -246,7 +246,7 @@ class SqliteStore(BatchingStore):
 
     def write_batch(self, batch: Batch) -> None:
         """Write one batch; returns after the fsyncs."""
-        records, acks, dead = batch.messages or ([], {}, [])
+        records, acks, dead = batch.messages or ({}, {}, [])
         if records:
             self.messages.write(records, {}, [])
         if batch.definitions:
@@ -262,7 +262,7 @@ class SqliteStore(BatchingStore):
                 db.execute("ROLLBACK")
                 raise
         if acks or dead:
-            self.messages.write([], acks, dead)
+            self.messages.write({}, acks, dead)
 
 
 def _encode_params(kind: str, params: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -243,6 +243,7 @@ class OwnerBase(ABC):
         try:
             self._run(wire.receive_data(data, now))
             if self.session is not None:
+                self.broker.write_soon()
                 self.session.end_of_pass()
         except Exception:
             self.internal_error()

@@ -84,6 +84,7 @@ class Server:
                                              OwnerFactory]] = []
         self._tls_listeners: list[tuple[Listener, OwnerFactory]] = []
         self.committer = Committer(broker.store)
+        broker.write_soon = self.committer.start
         self._unblocked = anyio.Event()
         broker.alarm_listeners.append(self._alarm)
         self._tasks: anyio.abc.TaskGroup | None = None
