@@ -32,18 +32,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from amqpbroker.store.segments import SegmentLog, location, split
+from amqpbroker.store.segments import SEGMENT_BITS, SegmentLog, location, split
 
 MESSAGE = 0x4D  # "M"
 LINK = 0x4C  # "L"
 SEGMENT_SIZE = 8 * 1024 * 1024
 TAIL_ROLL = 512 * 1024  # an emptied newest segment at least this big is replaced
-_MESSAGE = struct.Struct(">BIQ")  # type, queue id, sequence number; the message follows
+_MESSAGE = struct.Struct(">BIQ")  # type, queue id, sequence number; the message follows:
+# exchange and routing key (each a length octet and UTF-8), header length, header, body
 _LINK = struct.Struct(">BIQI")  # type, queue id, sequence number, message offset
 _FRAMED_MESSAGE = struct.Struct(">IBIQB")  # record length, _MESSAGE, exchange length
 _FRAMED_LINK = struct.Struct(">IBIQI")  # record length, _LINK
 _ACK = struct.Struct(">IQ")  # queue id, sequence number
 LINK_SIZE = 4 + _LINK.size
+OFFSET_MASK = (1 << SEGMENT_BITS) - 1
 _HEADER_LENGTH = struct.Struct(">I")
 
 
@@ -56,19 +58,8 @@ class LiveMessage(NamedTuple):
     message: memoryview  # the message's fields: `decode_message` reads them
 
 
-def framed_message(queue_id: int, seq: int, exchange: str, routing_key: str, header: bytes,
-                   body: bytes) -> bytes:
-    """A message record, length-prefixed for `SegmentLog.reserve`: the record's type,
-    queue id and sequence number, then the message's fields (exchange, routing key,
-    content header, body)."""
-    ex, rk = exchange.encode(), routing_key.encode()
-    size = _MESSAGE.size + 6 + len(ex) + len(rk) + len(header) + len(body)
-    return b"".join((_FRAMED_MESSAGE.pack(size, MESSAGE, queue_id, seq, len(ex)), ex,
-                     bytes((len(rk),)), rk, _HEADER_LENGTH.pack(len(header)), header, body))
-
-
 def body_size(fields: bytes | memoryview) -> int:
-    """The body length of a message's fields (as `framed_message` writes them), without
+    """The body length of a message's fields (as `MessageStore.put` writes them), without
     copying it."""
     ex_end = 1 + fields[0]
     rk_end = ex_end + 1 + fields[ex_end]
@@ -95,14 +86,19 @@ class _Runs:
 
     first: list[int] = field(default_factory=list)
     segments: list[int] = field(default_factory=list)
+    last: int = -1  # the segment of the newest run
 
     def add(self, seq: int, segment: int) -> None:
-        if not self.segments or self.segments[-1] != segment:
+        if self.last != segment:
             self.first.append(seq)
             self.segments.append(segment)
+            self.last = segment
 
     def find(self, seq: int) -> int | None:
-        index = bisect.bisect_right(self.first, seq) - 1
+        first = self.first
+        if first and seq >= first[-1]:
+            return self.last
+        index = bisect.bisect_right(first, seq) - 1
         return self.segments[index] if index >= 0 else None
 
 
@@ -135,15 +131,18 @@ class MessageStore:
         last = self._last
         if (last is not None and last[0] is header and last[1] is body
                 and last[2] == exchange and last[3] == routing_key
-                and split(last[4])[0] == log.tail
+                and last[4] >> SEGMENT_BITS == log.tail
                 and log.tail_size + LINK_SIZE <= log.max_size):
             where = log.reserve(_FRAMED_LINK.pack(_LINK.size, LINK, queue_id, seq,
-                                                  split(last[4])[1]), roll=False)
+                                                  last[4] & OFFSET_MASK), roll=False)
         else:
-            where = log.reserve(framed_message(queue_id, seq, exchange, routing_key, header,
-                                               body))
+            ex, rk = exchange.encode(), routing_key.encode()
+            where = log.reserve(b"".join((
+                _FRAMED_MESSAGE.pack(_MESSAGE.size + 6 + len(ex) + len(rk) + len(header)
+                                     + len(body), MESSAGE, queue_id, seq, len(ex)),
+                ex, bytes((len(rk),)), rk, _HEADER_LENGTH.pack(len(header)), header, body)))
             self._last = (header, body, exchange, routing_key, where)
-        segment = split(where)[0]
+        segment = where >> SEGMENT_BITS
         counts = self.live.get(segment)
         if counts is None:
             counts = self.live[segment] = {}
@@ -151,7 +150,8 @@ class MessageStore:
         runs = self.runs.get(queue_id)
         if runs is None:
             runs = self.runs[queue_id] = _Runs()
-        runs.add(seq, segment)
+        if runs.last != segment:
+            runs.add(seq, segment)
         return where
 
     def delete(self, queue_id: int, seq: int) -> None:
@@ -164,7 +164,10 @@ class MessageStore:
         if counts is None or not counts.get(queue_id):
             return
         counts[queue_id] -= 1
-        self.acks.setdefault(segment, []).append(_ACK.pack(queue_id, seq))
+        acks = self.acks.get(segment)
+        if acks is None:
+            acks = self.acks[segment] = []
+        acks.append(_ACK.pack(queue_id, seq))
         if not counts[queue_id]:
             del counts[queue_id]
             if not counts:
