@@ -115,7 +115,7 @@ def _inflight(body_size: int) -> int:
 
 def _window_metrics(win: Any, unit: str = "msg") -> dict[str, Any]:
     return {f"broker_cpu_us_per_{unit}": win.broker_us,
-            f"generator_cpu_us_per_{unit}": win.generator_us}
+            f"generator_cpu_us_per_{unit}": win.generator_us, "steal_pct": win.steal_pct}
 
 
 # --------------------------------------------------------------------------- a, b, c
@@ -473,7 +473,8 @@ METRICS: dict[str, list[tuple[str, str, str]]] = {
           ("confirm_p50_ms", "confirm latency p50 ms", "lower"),
           ("confirm_p99_ms", "confirm latency p99 ms", "lower"),
           ("broker_cpu_us_per_msg", "broker CPU us/msg", "lower"),
-          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower")],
+          ("generator_cpu_us_per_msg", "generator CPU us/msg", "lower"),
+          ("steal_pct", "machine CPU stolen by the host %", "lower")],
     "d": [("deliveries_per_s", "deliveries/s", "higher"),
           ("broker_cpu_us_per_delivery", "broker CPU us/delivery", "lower"),
           ("generator_cpu_us_per_delivery", "generator CPU us/delivery", "lower")],

@@ -136,6 +136,18 @@ class Snapshot:
     count: int
     broker_cpu: float | None
     generator_cpu: float
+    steal: tuple[int, int]  # the machine's CPU ticks: stolen by the hypervisor, all
+
+
+def machine_steal() -> tuple[int, int]:
+    """(stolen, all) CPU ticks of the whole machine so far, from /proc/stat; on a shared
+    virtual machine the stolen share moves results a lot, so the report shows it."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(t) for t in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
 
 
 def snapshot(count: int, broker_pid: int | None, generator_pids: list[int]) -> Snapshot:
@@ -144,7 +156,7 @@ def snapshot(count: int, broker_pid: int | None, generator_pids: list[int]) -> S
         with contextlib.suppress(OSError):
             gen += cpu_seconds(pid)
     return Snapshot(time.perf_counter(), count,
-                    cpu_seconds(broker_pid) if broker_pid else None, gen)
+                    cpu_seconds(broker_pid) if broker_pid else None, gen, machine_steal())
 
 
 @dataclass
@@ -155,12 +167,16 @@ class Window:
     seconds: float
     broker_cpu: float | None
     generator_cpu: float
+    steal_pct: float | None  # the machine's CPU time stolen by the hypervisor meanwhile
 
     @classmethod
     def between(cls, a: Snapshot, b: Snapshot) -> Window:
         broker = None if a.broker_cpu is None or b.broker_cpu is None else \
             b.broker_cpu - a.broker_cpu
-        return cls(b.count - a.count, b.at - a.at, broker, b.generator_cpu - a.generator_cpu)
+        ticks = b.steal[1] - a.steal[1]
+        steal = 100 * (b.steal[0] - a.steal[0]) / ticks if ticks > 0 else None
+        return cls(b.count - a.count, b.at - a.at, broker, b.generator_cpu - a.generator_cpu,
+                   steal)
 
     @property
     def rate(self) -> float:
