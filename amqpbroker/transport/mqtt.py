@@ -386,7 +386,8 @@ class MqttConnection(OwnerBase):
                 codes.append(p.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             new = Subscription(topic_filter, sub.qos, to_routing_key(topic_filter),
-                               sub.no_local, identifier, sub.retain_as_published)
+                               sub.no_local, identifier, sub.retain_as_published,
+                               sub.retain_handling, options=v5)
             old = subscriptions.get(topic_filter)
             try:
                 self._ensure_queue()

@@ -5,9 +5,10 @@ the sessions that outlive their connections, retained messages, delayed wills.
 `mqtt.MqttConnection` per accepted socket. Client ids, wills and QoS 2 state are in
 memory: the session queues and their bindings are the broker's (durable for persistent
 sessions), and a session's subscriptions are read back from those bindings after a
-restart. Retained messages are also runtime records of the broker's store (kind
-`mqtt_retained`, header and body in base64), so with a data directory they survive a
-restart (`attach` takes them back).
+restart (the filter, its QoS and, for MQTT 5, the subscription options: see
+`Subscription.arguments`). Retained messages are also runtime records of the broker's
+store (kind `mqtt_retained`, header and body in base64), so with a data directory they
+survive a restart (`attach` takes them back).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger("amqpbroker.mqtt")
 
 FILTER_ARG = "x-mqtt-filter"  # binding arguments: the MQTT filter and its granted QoS
 QOS_ARG = "x-mqtt-qos"
+OPTIONS_ARG = "x-mqtt-subscription-opts"  # MQTT 5: the options, as RabbitMQ 3.13's table
+MAX_IDENTIFIER = 268_435_455  # the largest subscription identifier (a variable byte integer)
 RETAINED_KIND = "mqtt_retained"  # the store's runtime records of retained messages
 
 
@@ -49,10 +52,23 @@ class Subscription:
     no_local: bool = False
     identifier: int | None = None
     retain_as_published: bool = False
+    retain_handling: int = 0
+    options: bool = False  # the binding records the options (an MQTT 5 subscription)
 
     @property
     def arguments(self) -> dict[str, Any]:
-        return {FILTER_ARG: self.topic_filter, QOS_ARG: self.qos}
+        """The arguments of the subscription's binding: the filter and its QoS, and for
+        MQTT 5 the subscription options in RabbitMQ's table (`id` only when set)."""
+        arguments: dict[str, Any] = {FILTER_ARG: self.topic_filter, QOS_ARG: self.qos}
+        if self.options:
+            table: dict[str, Any] = {
+                "qos": self.qos, "no-local": self.no_local,
+                "retain-as-published": self.retain_as_published,
+                "retain-handling": self.retain_handling}
+            if self.identifier is not None:
+                table["id"] = self.identifier
+            arguments[OPTIONS_ARG] = table
+        return arguments
 
 
 @dataclass(slots=True)
@@ -73,7 +89,9 @@ class Retained:
 
 
 def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
-    """The subscriptions recorded in a session queue's bindings to amq.topic."""
+    """The subscriptions recorded in a session queue's bindings to amq.topic, with their
+    MQTT 5 options when the binding has them (option values that cannot be read are
+    taken as not set)."""
     found = {}
     for exchange, routing_key, frozen in queue.inbound:
         if exchange.name != EXCHANGE:
@@ -81,8 +99,23 @@ def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
         arguments = exchange.bindings.get((queue, routing_key, frozen), {})
         topic_filter, qos = arguments.get(FILTER_ARG), arguments.get(QOS_ARG)
         if isinstance(topic_filter, str) and isinstance(qos, int) and 0 <= qos <= 2:
-            found[topic_filter] = Subscription(topic_filter, qos, routing_key)
+            subscription = Subscription(topic_filter, qos, routing_key)
+            table = arguments.get(OPTIONS_ARG)
+            if isinstance(table, dict):
+                _read_options(subscription, table)
+            found[topic_filter] = subscription
     return found
+
+
+def _read_options(subscription: Subscription, table: dict[str, Any]) -> None:
+    identifier, handling = table.get("id"), table.get("retain-handling")
+    subscription.options = True
+    subscription.no_local = table.get("no-local") is True
+    subscription.retain_as_published = table.get("retain-as-published") is True
+    if type(identifier) is int and 1 <= identifier <= MAX_IDENTIFIER:
+        subscription.identifier = identifier
+    if type(handling) is int and 0 <= handling <= 2:
+        subscription.retain_handling = handling
 
 
 def _retained_from_record(record: dict[str, Any]) -> Retained:
