@@ -2,13 +2,15 @@
 the sessions that outlive their connections, retained messages, delayed wills.
 
 `MqttNode` is also the `owner.OwnerFactory` of the MQTT listener: it builds one
-`mqtt.MqttConnection` per accepted socket. Client ids, wills and QoS 2 state are in
-memory: the session queues and their bindings are the broker's (durable for persistent
-sessions), and a session's subscriptions are read back from those bindings after a
-restart (the filter, its QoS and, for MQTT 5, the subscription options: see
-`Subscription.arguments`). Retained messages are also runtime records of the broker's
-store (kind `mqtt_retained`, header and body in base64), so with a data directory they
-survive a restart (`attach` takes them back).
+`mqtt.MqttConnection` per accepted socket. Client ids and wills are in memory. The
+session queues and their bindings are the broker's (durable for persistent sessions),
+and a session's subscriptions are read back from those bindings after a restart (the
+filter, its QoS and, for MQTT 5, the subscription options: see `Subscription.arguments`).
+What else must outlive a restart is a runtime record of the broker's store, taken back
+by `attach`: retained messages (kind `mqtt_retained`, header and body in base64) and the
+QoS 2 packet ids in flight of persistent sessions (kind `mqtt_session`, written as they
+change by `record_session`, deleted when the session ends). A session without a
+connection ends when its expiry interval has passed (`schedule_expiry`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ QOS_ARG = "x-mqtt-qos"
 OPTIONS_ARG = "x-mqtt-subscription-opts"  # MQTT 5: the options, as RabbitMQ 3.13's table
 MAX_IDENTIFIER = 268_435_455  # the largest subscription identifier (a variable byte integer)
 RETAINED_KIND = "mqtt_retained"  # the store's runtime records of retained messages
+SESSION_KIND = "mqtt_session"  # ... and of the QoS 2 packet ids of persistent sessions
+NEVER_EXPIRES = 0xFFFFFFFF  # an MQTT 5 session expiry interval that never ends
 
 
 @dataclass(slots=True)
@@ -79,6 +83,7 @@ class SessionState:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     inbound_qos2: set[int] = field(default_factory=set)  # PUBREC sent, PUBREL not in
     outbound_pubrel: set[int] = field(default_factory=set)  # PUBREL sent, PUBCOMP not in
+    recorded: bool = False  # the store holds a record of its packet ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,27 @@ def _read_options(subscription: Subscription, table: dict[str, Any]) -> None:
         subscription.identifier = identifier
     if type(handling) is int and 0 <= handling <= 2:
         subscription.retain_handling = handling
+
+
+def _record_key(key: tuple[str, str]) -> str:
+    return key[0] + "\x00" + key[1]
+
+
+def _packet_ids(value: Any) -> set[int]:
+    if not isinstance(value, list) or not all(
+            type(packet_id) is int and 0 < packet_id <= 0xFFFF for packet_id in value):
+        raise ValueError("not a list of packet identifiers")
+    return set(value)
+
+
+def _session_from_record(record: dict[str, Any]) -> tuple[tuple[str, str], SessionState]:
+    vhost, client_id, expiry = record["vhost"], record["client_id"], record["expiry"]
+    if not isinstance(vhost, str) or not isinstance(client_id, str) \
+            or type(expiry) is not int or not 0 < expiry <= NEVER_EXPIRES:
+        raise ValueError("not an MQTT session record")
+    return (vhost, client_id), SessionState(
+        expiry, inbound_qos2=_packet_ids(record["inbound_qos2"]),
+        outbound_pubrel=_packet_ids(record["outbound_pubrel"]), recorded=True)
 
 
 def _retained_from_record(record: dict[str, Any]) -> Retained:
@@ -156,12 +182,23 @@ class MqttNode:
         self.sessions: dict[tuple[str, str], SessionState] = {}
         self.retained: dict[str, dict[str, Retained]] = {}
         self.wills: dict[tuple[str, str], Timer] = {}
+        self.expiries: dict[tuple[str, str], Timer] = {}  # sessions without a connection
         self.store: Store = MemoryStore()
 
     def attach(self, broker: Broker) -> None:
-        """Record retained messages in the broker's store, and take back the ones it
-        recovered (a record that cannot be read is skipped)."""
+        """Record retained messages and the QoS 2 packet ids of persistent sessions in the
+        broker's store, and take back the ones it recovered (a record that cannot be read
+        is skipped). A recovered session expires its expiry interval after the start
+        unless its client comes back."""
         self.store = broker.store
+        for record in broker.frontend_records.pop(SESSION_KIND, []):
+            try:
+                key, state = _session_from_record(record)
+            except (KeyError, TypeError, ValueError):
+                log.warning("skipped an unreadable MQTT session record")
+                continue
+            self.sessions[key] = state
+            self.schedule_expiry(broker, key, state.expiry)
         for record in broker.frontend_records.pop(RETAINED_KIND, []):
             try:
                 retained = _retained_from_record(record)
@@ -177,6 +214,51 @@ class MqttNode:
 
         return MqttConnection(self, broker, limits, peer=peer, now=now, wake=wake,
                               rearm=rearm, loopback=loopback)
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def record_session(self, key: tuple[str, str], state: SessionState,
+                       routed: set[int] | None = None) -> None:
+        """Record the QoS 2 packet ids in flight of a persistent session: the inbound ones
+        (with `routed`, those of publishes routed but not yet confirmed: a resent PUBLISH
+        is not routed twice) and the PUBRELs sent. A session with none, or one that ends
+        with its connection, has no record."""
+        inbound = state.inbound_qos2 | routed if routed else state.inbound_qos2
+        if state.expiry and (inbound or state.outbound_pubrel):
+            self.store.put_runtime(SESSION_KIND, _record_key(key), {
+                "vhost": key[0], "client_id": key[1], "expiry": state.expiry,
+                "inbound_qos2": sorted(inbound),
+                "outbound_pubrel": sorted(state.outbound_pubrel)})
+            state.recorded = True
+        elif state.recorded:
+            self.store.delete_runtime(SESSION_KIND, _record_key(key))
+            state.recorded = False
+
+    def end_session(self, key: tuple[str, str]) -> None:
+        """The session is over (a clean start, its expiry): its state and record go."""
+        self.cancel_expiry(key)
+        state = self.sessions.pop(key, None)
+        if state is not None and state.recorded:
+            self.store.delete_runtime(SESSION_KIND, _record_key(key))
+
+    def schedule_expiry(self, broker: Broker, key: tuple[str, str], expiry: int) -> None:
+        """End the session `expiry` seconds from now unless a client holds it then."""
+        self.cancel_expiry(key)
+        if not 0 < expiry < NEVER_EXPIRES:
+            return
+        timers = broker.timers
+
+        def due(now: float) -> None:
+            self.expiries.pop(key, None)
+            if key not in self.clients:
+                self.end_session(key)
+
+        self.expiries[key] = timers.call_at(timers.now() + expiry, due)
+
+    def cancel_expiry(self, key: tuple[str, str]) -> None:
+        timer = self.expiries.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     # --- retained messages -------------------------------------------------------------
 

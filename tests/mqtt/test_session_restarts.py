@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pika
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from support.mqtt_clients import V5, Client
+from support.mqtt_clients import V5, Client, RawMqtt
 from support.processes import free_port
 
+from amqpbroker.protocol.mqtt import packets as p
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,3 +95,111 @@ def test_a_new_subscribe_replaces_the_options(tmp_path: Path) -> None:
             again.no_message()
         finally:
             again.close()
+
+
+def _raw_session(port: int, client_id: str) -> tuple[RawMqtt, p.Packet]:
+    """A raw MQTT 5 connection resuming the session `client_id`, and its CONNACK."""
+    conn = RawMqtt(port, V5)
+    return conn, conn.connect(client_id, clean_start=False,
+                              properties={"session_expiry_interval": 3600})
+
+
+def test_inbound_qos2_packet_ids_survive_a_restart(tmp_path: Path) -> None:
+    with broker_in_thread(mqtt_port=free_port(), data_dir=str(tmp_path)) as broker:
+        amqp = pika.BlockingConnection(pika.URLParameters(broker.url))
+        channel = amqp.channel()
+        channel.queue_declare("q2-sink", durable=True)
+        channel.queue_bind("q2-sink", "amq.topic", "q2.#")
+        amqp.close()
+        conn, _ = _raw_session(_mqtt_port(broker), "sender")
+        conn.send_packet(p.Publish("q2/a", b"once", qos=2, packet_id=5))
+        assert conn.packet() == p.Pubrec(5)
+        conn.close()  # no PUBREL before the restart
+        broker.restart()
+        assert broker.queue("q2-sink").depth == 1
+        conn, connack = _raw_session(_mqtt_port(broker), "sender")
+        try:
+            assert isinstance(connack, p.Connack) and connack.session_present
+            conn.send_packet(p.Publish("q2/a", b"once", qos=2, dup=True, packet_id=5))
+            assert conn.packet() == p.Pubrec(5)  # known: not routed again
+            conn.send_packet(p.Publish("q2/a", b"marker", qos=1, packet_id=6))
+            assert conn.packet() == p.Puback(6)
+            assert [m.body for m in broker.messages("q2-sink")] == [b"once", b"marker"]
+            conn.send_packet(p.Pubrel(5))
+            assert conn.packet() == p.Pubcomp(5, p.SUCCESS)
+            conn.send_packet(p.Pubrel(5))
+            assert conn.packet() == p.Pubcomp(5, p.PACKET_IDENTIFIER_NOT_FOUND)
+        finally:
+            conn.close()
+        broker.restart()  # the PUBREL ended the exchange: nothing left in the store
+        conn, _ = _raw_session(_mqtt_port(broker), "sender")
+        try:
+            conn.send_packet(p.Publish("q2/a", b"again", qos=2, dup=True, packet_id=5))
+            assert conn.packet() == p.Pubrec(5)
+            assert [m.body for m in broker.messages("q2-sink")][-1] == b"again"
+        finally:
+            conn.close()
+
+
+def test_outbound_pubrel_is_sent_again_after_a_restart(tmp_path: Path) -> None:
+    with broker_in_thread(mqtt_port=free_port(), data_dir=str(tmp_path)) as broker:
+        sub, _ = _raw_session(_mqtt_port(broker), "receiver")
+        sub.send_packet(p.Subscribe(1, [p.Subscription("q2out/#", 2)]))
+        assert isinstance(sub.packet(), p.Suback)
+        pub = Client(_mqtt_port(broker), "pub", version=V5)
+        pub.connected()
+        pub.publish("q2out/a", b"exactly once", 2)
+        pub.close()
+        delivery = sub.packet()
+        assert isinstance(delivery, p.Publish) and delivery.qos == 2
+        sub.send_packet(p.Pubrec(delivery.packet_id))
+        assert sub.packet() == p.Pubrel(delivery.packet_id)
+        sub.close()  # no PUBCOMP before the restart
+        broker.restart()
+        sub, connack = _raw_session(_mqtt_port(broker), "receiver")
+        try:
+            assert isinstance(connack, p.Connack) and connack.session_present
+            assert sub.packet() == p.Pubrel(delivery.packet_id)
+            sub.send_packet(p.Pubcomp(delivery.packet_id))
+            sub.no_packet()  # the message itself is not delivered again
+        finally:
+            sub.close()
+        broker.restart()  # the PUBCOMP ended the exchange
+        sub, _ = _raw_session(_mqtt_port(broker), "receiver")
+        try:
+            sub.no_packet()
+        finally:
+            sub.close()
+
+
+@pytest.mark.parametrize("end", ["clean start", "expiry", "expiry after a restart"])
+def test_the_packet_ids_go_with_the_session(tmp_path: Path, end: str) -> None:
+    with broker_in_thread(mqtt_port=free_port(), data_dir=str(tmp_path)) as broker:
+        amqp = pika.BlockingConnection(pika.URLParameters(broker.url))
+        channel = amqp.channel()
+        channel.queue_declare("ends-sink", durable=True)
+        channel.queue_bind("ends-sink", "amq.topic", "ends.#")
+        amqp.close()
+        conn, _ = _raw_session(_mqtt_port(broker), "ends")
+        conn.send_packet(p.Publish("ends/a", b"first", qos=2, packet_id=9))
+        assert conn.packet() == p.Pubrec(9)
+        conn.close()
+        broker.wait_for_connections(0)
+        if end == "clean start":
+            clean = RawMqtt(_mqtt_port(broker), V5)
+            connack = clean.connect("ends", clean_start=True)
+            assert isinstance(connack, p.Connack) and not connack.session_present
+            clean.close()
+        else:
+            if end == "expiry after a restart":
+                broker.restart()
+            broker.clock.advance(3601)
+        broker.restart()
+        conn, connack = _raw_session(_mqtt_port(broker), "ends")
+        try:
+            assert isinstance(connack, p.Connack) and not connack.session_present
+            conn.send_packet(p.Publish("ends/a", b"second", qos=2, dup=True, packet_id=9))
+            assert conn.packet() == p.Pubrec(9)  # a new exchange: routed
+            assert [m.body for m in broker.messages("ends-sink")] == [b"first", b"second"]
+        finally:
+            conn.close()
