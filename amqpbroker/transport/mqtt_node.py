@@ -124,6 +124,7 @@ def _read_options(subscription: Subscription, table: dict[str, Any]) -> None:
 
 
 def _record_key(key: tuple[str, str]) -> str:
+    """The store's key of a record: vhost and client id (or topic)."""
     return key[0] + "\x00" + key[1]
 
 
@@ -189,13 +190,18 @@ class MqttNode:
         """Record retained messages and the QoS 2 packet ids of persistent sessions in the
         broker's store, and take back the ones it recovered (a record that cannot be read
         is skipped). A recovered session expires its expiry interval after the start
-        unless its client comes back."""
+        unless its client comes back. Records of a vhost that is gone are deleted, and
+        so is what the node keeps of a vhost when it is deleted (`vhost_deleted`)."""
         self.store = broker.store
+        broker.vhost_deleted_listeners.append(self.vhost_deleted)
         for record in broker.frontend_records.pop(SESSION_KIND, []):
             try:
                 key, state = _session_from_record(record)
             except (KeyError, TypeError, ValueError):
                 log.warning("skipped an unreadable MQTT session record")
+                continue
+            if key[0] not in broker.vhosts:
+                self.store.delete_runtime(SESSION_KIND, _record_key(key))
                 continue
             self.sessions[key] = state
             self.schedule_expiry(broker, key, state.expiry)
@@ -205,7 +211,21 @@ class MqttNode:
             except (KeyError, TypeError, ValueError):
                 log.warning("skipped an unreadable retained message record")
                 continue
-            self.retained.setdefault(record["vhost"], {})[retained.topic] = retained
+            vhost = record["vhost"]
+            if vhost not in broker.vhosts:
+                self.store.delete_runtime(RETAINED_KIND, _record_key((vhost, retained.topic)))
+                continue
+            self.retained.setdefault(vhost, {})[retained.topic] = retained
+
+    def vhost_deleted(self, vhost: str) -> None:
+        """A vhost was deleted (its connections closed first): its retained messages,
+        sessions and delayed wills go, from the store too."""
+        for topic in self.retained.pop(vhost, {}):
+            self.store.delete_runtime(RETAINED_KIND, _record_key((vhost, topic)))
+        for key in [key for key in self.sessions if key[0] == vhost]:
+            self.end_session(key)
+        for key in [key for key in self.wills if key[0] == vhost]:
+            self.cancel_will(key)
 
     def __call__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool,
@@ -265,7 +285,7 @@ class MqttNode:
     def retain(self, vhost: str, topic: str, message: Message, qos: int) -> None:
         """Keep `message` as the topic's retained message (an empty one clears it)."""
         store = self.retained.setdefault(vhost, {})
-        key = vhost + "\x00" + topic
+        key = _record_key((vhost, topic))
         if message.body:
             store[topic] = Retained(topic, message, qos)
             self.store.put_runtime(RETAINED_KIND, key, {
