@@ -8,7 +8,8 @@ connection that arrived another way, as a byte stream (a WebSocket's, `websocket
 
 Connections (heartbeats, handshake timeouts) run on the real clock, whatever clock the
 broker's timers use. For test suites the server can also refuse new connections for a
-while, drop one connection's socket without a close, and move the broker's clock on.
+while, drop one connection's socket without a close (a WebSocket's too), and move the
+broker's clock on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 import ipaddress
 import logging
 import math
+import os
 import socket
 import ssl
 import struct
@@ -196,14 +198,18 @@ class Server:
         self.refusing_until = self.clock() + seconds
 
     def drop(self, client: ClientConnection) -> None:
-        """Reset one client's socket with no Close: to the client, a network failure. A
-        client whose stream has no socket of its own (a WebSocket's) is left alone."""
+        """Reset one client's TCP connection with no Close (nor a WebSocket close frame):
+        to the client, a network failure. The socket is the stream's (a WebSocket stream
+        gives the one under it); it lingers for nothing, so the close that follows resets
+        the connection, and it is shut down through a duplicate of its descriptor (the
+        event loop's socket objects may refuse `shutdown`, uvloop's do)."""
         stream = self._streams.get(client)
         sock = None if stream is None else stream.extra(SocketAttribute.raw_socket, None)
         if sock is None:
             return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
+        with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Tell every client 320 CONNECTION_FORCED and give them `grace` seconds to
