@@ -32,6 +32,7 @@ class Owner(Protocol):
     (`take_output`), time (`tick`), and the transport's events."""
 
     peer: str
+    local: str  # the address of the listener the client connected to
     held: bool  # output waits for the store's fsync
 
     @property
@@ -100,6 +101,7 @@ class OwnerBase(ABC):
 
     wire: Wire
     web = False  # served over WebSocket (set by `websocket.py`; management shows it)
+    local = "unknown"  # "host:port" of the listener the client connected to (the server's)
 
     def __init__(self, broker: Broker, *, peer: str, wake: Callable[[], None],
                  rearm: Callable[[], None], loopback: bool) -> None:

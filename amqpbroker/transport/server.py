@@ -44,6 +44,15 @@ FLUSH_GRACE = 0.02  # how long an instant shutdown lets the Close frames go out
 TLS_HANDSHAKE_TIMEOUT = 5.0  # RabbitMQ's ssl_handshake_timeout
 
 
+def _address(address: object) -> str:
+    """"host:port" of a (host, port, ...) tuple ("unknown" for anything else)."""
+    try:
+        host, port = address[:2]  # type: ignore[index]
+    except (TypeError, ValueError):
+        return "unknown"
+    return f"{host}:{port}"
+
+
 class _Wakeup:
     """A resettable signal from the broker (any task) to one connection's writer."""
 
@@ -246,24 +255,26 @@ class Server:
             return
         await self.serve_client(stream, factory,
                                 stream.extra(SocketAttribute.remote_address, None),
+                                local=stream.extra(SocketAttribute.local_address, None),
                                 external_user=peer_common_name(stream))
 
     async def serve_client(self, stream: ByteStream, factory: OwnerFactory, address: object,
-                           *, external_user: str | None = None) -> None:
-        """Serve one connection from `address` (a (host, port, ...) tuple) over `stream`
-        (a socket, or any byte stream such as a WebSocket's messages) with the owner that
-        `factory` builds, until it ends; `stream` is closed on return. Meanwhile the owner
-        is one of `clients`, seen by alarms, shutdown and the management API."""
+                           *, local: object = None, external_user: str | None = None) -> None:
+        """Serve one connection from `address` to `local` (the listener's end; both
+        (host, port, ...) tuples) over `stream` (a socket, or any byte stream such as a
+        WebSocket's messages) with the owner that `factory` builds, until it ends;
+        `stream` is closed on return. Meanwhile the owner is one of `clients`, seen by
+        alarms, shutdown and the management API (which names it "peer -> local")."""
+        peer = _address(address)
         try:
-            host, port = address[:2]  # type: ignore[index]
-            peer = f"{host}:{port}"
-            loopback = ipaddress.ip_address(host).is_loopback
-        except (TypeError, ValueError):
-            peer, loopback = "unknown", False
+            loopback = ipaddress.ip_address(address[0]).is_loopback  # type: ignore[index]
+        except (TypeError, ValueError, IndexError):
+            loopback = False
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = factory(self.broker, self.limits, peer=peer, now=self.clock(),
                          wake=wakeup.set, rearm=rearm.set, loopback=loopback,
                          external_user=external_user)
+        client.local = _address(local)
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
         self._streams[client] = stream

@@ -132,7 +132,7 @@ class WebSocketApp:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         await self.server.serve_client(
             WebSocketStream(receive, send, text=self.protocol.text), self._web_owner,
-            scope.get("client"))
+            scope.get("client"), local=scope.get("server"))
 
     def _web_owner(self, *args: Any, **kwargs: Any) -> OwnerBase:
         """The protocol's owner, marked as served over WebSocket (the management API
