@@ -34,6 +34,9 @@ class Broker:
         self.access.set_permission(default_user, default_vhost, record=False)
         self.alarms: set[str] = set()
         self.alarm_listeners: list[Callable[[bool], None]] = []
+        # called with a vhost's name once it is deleted: the frontends drop what they
+        # keep of it (e.g. MQTT retained messages and sessions)
+        self.vhost_deleted_listeners: list[Callable[[str], None]] = []
         self.churn = Churn()
         self.deleted_vhost_stats = MessageStats()  # what deleted vhosts had counted
         # Start writing what the store recorded (the transport's committer sets it): a
@@ -105,8 +108,9 @@ class Broker:
         return vhost
 
     def delete_vhost(self, name: str) -> bool:
-        """Drop a vhost with its queues, exchanges, policies and permissions (its
-        connections are the transport's to close); False if there was none."""
+        """Drop a vhost with its queues, exchanges, policies and permissions, then tell
+        `vhost_deleted_listeners` (its connections are the transport's to close first);
+        False if there was none."""
         vhost = self.vhosts.pop(name, None)
         if vhost is None:
             return False
@@ -123,6 +127,8 @@ class Broker:
             self.access.clear_permission(user, host)
         self.deleted_vhost_stats.add(vhost.closed_channel_stats)
         self.store.delete_runtime("vhost", name)
+        for listener in self.vhost_deleted_listeners:
+            listener(name)
         return True
 
     def restore_runtime(self, kind: str, value: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ is backpressure (the queue keeps its messages until `SessionModel.resume`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -105,6 +105,10 @@ class BrokerModel(Protocol):
 
     @property
     def alarms(self) -> set[str]: ...
+    @property
+    def vhost_deleted_listeners(self) -> list[Callable[[str], None]]:
+        """Called with a vhost's name once it is deleted, its connections closed: what a
+        frontend keeps of the vhost beyond the model (e.g. MQTT retained messages) goes."""
     def authenticate(self, username: str, password: str | None, loopback: bool) -> bool: ...
     def update_secret(self, username: str, secret: bytes) -> bool: ...
     def open_session(self, vhost_name: str, username: str, sink: Sink, *,

@@ -164,10 +164,6 @@ def _clients(server: Server, vhost: str) -> Iterator[ClientConnection]:
             yield client
 
 
-def _local(server: Server) -> str:
-    return f"{server.host}:{server.port}"
-
-
 def queue_info(server: Server, q: Queue) -> QueueInfo:
     unacked = unacked_by_queue(_clients(server, q.vhost_name)).get(q, (0, 0))[0]
     return QueueInfo(name=q.name, vhost=q.vhost_name, durable=q.durable,
@@ -206,8 +202,8 @@ def consumers(server: Server, vhost: str, queue_name: str | None = None) -> list
                 if queue_name is not None and q.name != queue_name:
                     continue
                 found.append(ConsumerInfo(
-                    queue=q.name, tag=consumer.tag, connection=connection_name(
-                        client, _local(server)), channel=number,
+                    queue=q.name, tag=consumer.tag, connection=connection_name(client),
+                    channel=number,
                     ack_required=not consumer.no_ack, exclusive=consumer.exclusive,
                     prefetch=consumer.prefetch, unacked=consumer.unacked,
                     arguments=plain(consumer.arguments)))
@@ -230,8 +226,7 @@ def bindings(server: Server, vhost: str) -> list[BindingInfo]:
 
 
 def connections(server: Server, vhost: str) -> list[ConnectionInfo]:
-    local = _local(server)
-    return sorted((ConnectionInfo(name=connection_name(client, local),
+    return sorted((ConnectionInfo(name=connection_name(client),
                                   user=client.session.username,  # type: ignore[union-attr]
                                   vhost=vhost, peer=client.peer,
                                   channels=len(client.session.channels),  # type: ignore[union-attr]
@@ -241,11 +236,10 @@ def connections(server: Server, vhost: str) -> list[ConnectionInfo]:
 
 def client_named(server: Server, name: str) -> ClientConnection:
     """The open connection `name` (as `ConnectionInfo.name` gives it)."""
-    local = _local(server)
     for client in server.clients:
-        if connection_name(client, local) == name:
+        if connection_name(client) == name:
             return client
-    open_names = ", ".join(sorted(connection_name(c, local) for c in server.clients))
+    open_names = ", ".join(sorted(connection_name(c) for c in server.clients))
     raise Missing(f"no connection '{name}' (open: {open_names or 'none'})")
 
 

@@ -167,9 +167,6 @@ class Api:
         """The statistics fields for one answer to `request`."""
         return View(self.statistics, request.query_params)
 
-    def local(self) -> str:
-        return f"{self.server.host}:{self.server.port}"
-
     def clients(self) -> list[Any]:
         return [c for c in self.server.clients if c.session is not None]
 
@@ -687,20 +684,19 @@ class Api:
         """The connection the path names, or 404."""
         name = param(request, "name")
         for client in self.visible_clients(request, user):
-            if shapes.connection_name(client, self.local()) == name:
+            if shapes.connection_name(client) == name:
                 return client
         raise not_found()
 
     async def connections(self, request: Request, user: User) -> Response:
         stats = self.view(request)
-        return listing(request, [shapes.connection(c, self.local(), stats=stats)
+        return listing(request, [shapes.connection(c, stats=stats)
                                  for c in self.visible_clients(request, user)])
 
     async def connection_one(self, request: Request, user: User) -> Response:
         client = self.client(request, user)
         if request.method == "GET":
-            return JSONResponse(shapes.connection(client, self.local(),
-                                                  stats=self.view(request)))
+            return JSONResponse(shapes.connection(client, stats=self.view(request)))
         if not (self.is_admin(user) or client.session.username == user.name):
             raise not_authorised("Not administrator user")
         client.shutdown(request.headers.get("x-reason", "Closed via management plugin"))
@@ -709,16 +705,16 @@ class Api:
     async def channels(self, request: Request, user: User) -> Response:
         stats = self.view(request)
         return listing(request, [ch for c in self.visible_clients(request, user)
-                                 for ch in shapes.channels(c, self.local(), stats=stats)])
+                                 for ch in shapes.channels(c, stats=stats)])
 
     async def connection_channels(self, request: Request, user: User) -> Response:
-        return listing(request, list(shapes.channels(self.client(request, user), self.local(),
+        return listing(request, list(shapes.channels(self.client(request, user),
                                                      stats=self.view(request))))
 
     async def channel_one(self, request: Request, user: User) -> Response:
         name = param(request, "name")
         for client in self.visible_clients(request, user):
-            for channel in shapes.channels(client, self.local(), stats=self.view(request)):
+            for channel in shapes.channels(client, stats=self.view(request)):
                 if channel["name"] == name:
                     return JSONResponse(channel)
         raise not_found()
@@ -728,7 +724,7 @@ class Api:
         return listing(request, [c for client in self.clients()
                                  if self.may_see(user, client.session.vhost.name)
                                  and name in (None, client.session.vhost.name)
-                                 for c in shapes.consumers(client, self.local())])
+                                 for c in shapes.consumers(client)])
 
     # --- runtime parameters and limits (this broker has none of its own) -------------
 

@@ -123,19 +123,20 @@ def binding(vhost: str, source: str, destination: str, kind: str, routing_key: s
             "properties_key": properties_key(routing_key, arguments)}
 
 
-def connection_name(client: ClientConnection, local: str) -> str:
-    return f"{client.peer} -> {local}"
+def connection_name(client: ClientConnection) -> str:
+    """RabbitMQ's name of a connection: the client's address -> the address of the
+    listener it connected to (AMQP, MQTT, STOMP or WebSocket)."""
+    return f"{client.peer} -> {client.local}"
 
 
-def connection(client: ClientConnection, local: str, *, stats: View | None = None
-               ) -> dict[str, Any]:
+def connection(client: ClientConnection, *, stats: View | None = None) -> dict[str, Any]:
     proto = client.protocol
     host, port = _peer(client)
-    local_host, _, local_port = local.rpartition(":")
+    local_host, _, local_port = client.local.rpartition(":")
     props = jsonable(proto.client_properties)
     web = "Web " if client.web else ""
     return {
-        "name": connection_name(client, local), "node": NODE, "user": proto.username,
+        "name": connection_name(client), "node": NODE, "user": proto.username,
         "vhost": proto.vhost, "state": "running", "protocol": web + proto.protocol_name,
         "auth_mechanism": proto.mechanism, "peer_host": host, "peer_port": port,
         "host": local_host,
@@ -157,9 +158,9 @@ def _peer(client: ClientConnection) -> tuple[str, int]:
     return host, int(port) if port.isdigit() else 0
 
 
-def channels(client: ClientConnection, local: str, *, stats: View | None = None
+def channels(client: ClientConnection, *, stats: View | None = None
              ) -> Iterator[dict[str, Any]]:
-    for ch, details in _open_channels(client, local):
+    for ch, details in _open_channels(client):
         yield {
             "name": details["name"], "number": ch.id, "node": NODE,
             "user": details["user"], "vhost": ch.session.vhost.name, "state": "running",
@@ -176,13 +177,12 @@ def channels(client: ClientConnection, local: str, *, stats: View | None = None
         }
 
 
-def _open_channels(client: ClientConnection, local: str
-                   ) -> Iterator[tuple[Channel, dict[str, Any]]]:
+def _open_channels(client: ClientConnection) -> Iterator[tuple[Channel, dict[str, Any]]]:
     """A connection's channels in number order, each with its `channel_details`."""
     session = client.session
     if session is None:
         return
-    name = connection_name(client, local)
+    name = connection_name(client)
     host, port = _peer(client)
     for number, ch in sorted(session.channels.items()):
         yield ch, {"connection_name": name, "name": f"{name} ({number})", "node": NODE,
@@ -190,8 +190,8 @@ def _open_channels(client: ClientConnection, local: str
                    "user": session.username}
 
 
-def consumers(client: ClientConnection, local: str) -> Iterator[dict[str, Any]]:
-    for ch, details in _open_channels(client, local):
+def consumers(client: ClientConnection) -> Iterator[dict[str, Any]]:
+    for ch, details in _open_channels(client):
         for consumer in ch.consumers.values():
             q = consumer.queue
             yield {

@@ -43,6 +43,7 @@ from amqpbroker.protocol.mqtt.topics import (
 )
 from amqpbroker.transport.mqtt_messages import EXCHANGE, build_message, outbound
 from amqpbroker.transport.mqtt_node import (
+    NEVER_EXPIRES,
     MqttNode,
     Retained,
     SessionState,
@@ -55,7 +56,6 @@ log = logging.getLogger("amqpbroker.mqtt")
 
 PREFETCH = 10  # RabbitMQ's mqtt.prefetch: the credit of an MQTT 3 session
 SUBSCRIPTION_TTL = 86400  # seconds an MQTT 3 persistent session outlives its connection
-NEVER_EXPIRES = 0xFFFFFFFF
 CONSUMER_TAG = "mqtt-subscriptions"
 PUBLISH_CHANNEL, CONFIRM_CHANNEL = 1, 2
 VERSION_NAMES = {p.MQTT_31: "MQTT 3.1", p.MQTT_311: "MQTT 3.1.1", p.MQTT_5: "MQTT 5.0"}
@@ -202,6 +202,7 @@ class MqttConnection(OwnerBase):
             previous.taken_over()
         node.clients[key] = self
         node.cancel_will(key)
+        node.cancel_expiry(key)
         properties = packet.properties
         if version == p.MQTT_5:
             expiry = properties.get("session_expiry_interval", 0)
@@ -214,16 +215,22 @@ class MqttConnection(OwnerBase):
         self.queue = f"mqtt-subscription-{client_id}qos1"
         existing = session.vhost.queues.get(self.queue)
         if packet.clean_start:
-            node.sessions.pop(key, None)
+            node.end_session(key)
             if existing is not None:
                 self._channel.delete_queue(self.queue)
                 existing = None
         state = node.sessions.get(key)
-        if state is None or (existing is None and state.subscriptions):  # queue expired
+        if state is not None and existing is None and state.subscriptions:  # queue expired
+            node.end_session(key)
+            state = None
+        resumed = state is not None
+        if state is None:
             state = SessionState(expiry)
-            if existing is not None:
-                state.subscriptions = subscriptions_of(existing)
-        state.expiry = expiry
+        if existing is not None and not state.subscriptions:  # e.g. after a restart
+            state.subscriptions = subscriptions_of(existing)
+        if state.expiry != expiry:
+            state.expiry = expiry
+            node.record_session(key, state)
         node.sessions[key] = self.state = state
         self.queue_ready = existing is not None
         self.will = will
@@ -238,7 +245,7 @@ class MqttConnection(OwnerBase):
                               "shared_subscription_available": 0}
             if assigned:
                 ack_properties["assigned_client_identifier"] = client_id
-        self._append(self.wire.accept(existing is not None, ack_properties,
+        self._append(self.wire.accept(resumed or existing is not None, ack_properties,
                                       keepalive=packet.keepalive))
         log.info("%s: MQTT connection opened (client %r, user %r, vhost %r)", self.peer,
                  client_id, username, vhost)
@@ -282,6 +289,8 @@ class MqttConnection(OwnerBase):
                 self.confirms.append((self.publish_seq, packet_id, qos))
                 if qos == 2:
                     self.pending_qos2.add(packet_id)
+                    if self.state.expiry:
+                        self.node.record_session(self.key, self.state, self.pending_qos2)
             else:
                 session.channels[PUBLISH_CHANNEL].publish(
                     (EXCHANGE, message.routing_key, False, False), message)
@@ -316,11 +325,14 @@ class MqttConnection(OwnerBase):
             self.pending_qos2.discard(packet_id)
             if ack:
                 self.state.inbound_qos2.add(packet_id)
+            elif self.state.expiry:
+                self.node.record_session(self.key, self.state, self.pending_qos2)
             self._send(p.Pubrec(packet_id, code))
 
     def _pubrel(self, packet: p.Pubrel) -> None:
         if packet.packet_id in self.state.inbound_qos2:
             self.state.inbound_qos2.discard(packet.packet_id)
+            self.node.record_session(self.key, self.state, self.pending_qos2)
             self._send(p.Pubcomp(packet.packet_id))
         else:
             self._send(p.Pubcomp(packet.packet_id, p.PACKET_IDENTIFIER_NOT_FOUND))
@@ -342,10 +354,14 @@ class MqttConnection(OwnerBase):
         if packet.reason_code >= 0x80:
             return
         self.state.outbound_pubrel.add(packet.packet_id)
+        self.node.record_session(self.key, self.state, self.pending_qos2)
         self._send(p.Pubrel(packet.packet_id))
 
     def _pubcomp(self, packet: p.Pubcomp) -> None:
-        self.state.outbound_pubrel.discard(packet.packet_id)
+        pubrel = self.state.outbound_pubrel
+        if packet.packet_id in pubrel:
+            pubrel.discard(packet.packet_id)
+            self.node.record_session(self.key, self.state, self.pending_qos2)
 
     def _ack(self, tag: int) -> None:
         copies = self.copies.get(tag)
@@ -386,7 +402,8 @@ class MqttConnection(OwnerBase):
                 codes.append(p.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             new = Subscription(topic_filter, sub.qos, to_routing_key(topic_filter),
-                               sub.no_local, identifier, sub.retain_as_published)
+                               sub.no_local, identifier, sub.retain_as_published,
+                               sub.retain_handling, options=v5)
             old = subscriptions.get(topic_filter)
             try:
                 self._ensure_queue()
@@ -471,6 +488,7 @@ class MqttConnection(OwnerBase):
                 self._close(p.PROTOCOL_ERROR, "session expiry set at DISCONNECT after 0")
                 return
             self.state.expiry = expiry
+            self.node.record_session(self.key, self.state, self.pending_qos2)
             vhost = self.session.vhost if self.session is not None else None
             queue = vhost.queues.get(self.queue) if vhost is not None else None
             if expiry and queue is not None and self.queue_ready:
@@ -705,13 +723,18 @@ class MqttConnection(OwnerBase):
         if session is None:
             return
         node, key = self.node, self.key
+        # a publish routed but not yet confirmed is taken: a resent one is not routed
+        self.state.inbound_qos2 |= self.pending_qos2
+        self.pending_qos2.clear()
         if node.clients.get(key) is self:
             del node.clients[key]
             if self.state.expiry == 0:
-                node.sessions.pop(key, None)
+                node.end_session(key)
                 if self.queue_ready and self.queue in session.vhost.queues:
                     with contextlib.suppress(errors.AMQPError):
                         session.channels[PUBLISH_CHANNEL].delete_queue(self.queue)
+            else:
+                node.schedule_expiry(self.broker, key, self.state.expiry)
         self.inflight.clear()
         self.copies.clear()
         session.close()

@@ -2,12 +2,15 @@
 the sessions that outlive their connections, retained messages, delayed wills.
 
 `MqttNode` is also the `owner.OwnerFactory` of the MQTT listener: it builds one
-`mqtt.MqttConnection` per accepted socket. Client ids, wills and QoS 2 state are in
-memory: the session queues and their bindings are the broker's (durable for persistent
-sessions), and a session's subscriptions are read back from those bindings after a
-restart. Retained messages are also runtime records of the broker's store (kind
-`mqtt_retained`, header and body in base64), so with a data directory they survive a
-restart (`attach` takes them back).
+`mqtt.MqttConnection` per accepted socket. Client ids and wills are in memory. The
+session queues and their bindings are the broker's (durable for persistent sessions),
+and a session's subscriptions are read back from those bindings after a restart (the
+filter, its QoS and, for MQTT 5, the subscription options: see `Subscription.arguments`).
+What else must outlive a restart is a runtime record of the broker's store, taken back
+by `attach`: retained messages (kind `mqtt_retained`, header and body in base64) and the
+QoS 2 packet ids in flight of persistent sessions (kind `mqtt_session`, written as they
+change by `record_session`, deleted when the session ends). A session without a
+connection ends when its expiry interval has passed (`schedule_expiry`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ log = logging.getLogger("amqpbroker.mqtt")
 
 FILTER_ARG = "x-mqtt-filter"  # binding arguments: the MQTT filter and its granted QoS
 QOS_ARG = "x-mqtt-qos"
+OPTIONS_ARG = "x-mqtt-subscription-opts"  # MQTT 5: the options, as RabbitMQ 3.13's table
+MAX_IDENTIFIER = 268_435_455  # the largest subscription identifier (a variable byte integer)
 RETAINED_KIND = "mqtt_retained"  # the store's runtime records of retained messages
+SESSION_KIND = "mqtt_session"  # ... and of the QoS 2 packet ids of persistent sessions
+NEVER_EXPIRES = 0xFFFFFFFF  # an MQTT 5 session expiry interval that never ends
 
 
 @dataclass(slots=True)
@@ -49,10 +56,23 @@ class Subscription:
     no_local: bool = False
     identifier: int | None = None
     retain_as_published: bool = False
+    retain_handling: int = 0
+    options: bool = False  # the binding records the options (an MQTT 5 subscription)
 
     @property
     def arguments(self) -> dict[str, Any]:
-        return {FILTER_ARG: self.topic_filter, QOS_ARG: self.qos}
+        """The arguments of the subscription's binding: the filter and its QoS, and for
+        MQTT 5 the subscription options in RabbitMQ's table (`id` only when set)."""
+        arguments: dict[str, Any] = {FILTER_ARG: self.topic_filter, QOS_ARG: self.qos}
+        if self.options:
+            table: dict[str, Any] = {
+                "qos": self.qos, "no-local": self.no_local,
+                "retain-as-published": self.retain_as_published,
+                "retain-handling": self.retain_handling}
+            if self.identifier is not None:
+                table["id"] = self.identifier
+            arguments[OPTIONS_ARG] = table
+        return arguments
 
 
 @dataclass(slots=True)
@@ -63,6 +83,7 @@ class SessionState:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     inbound_qos2: set[int] = field(default_factory=set)  # PUBREC sent, PUBREL not in
     outbound_pubrel: set[int] = field(default_factory=set)  # PUBREL sent, PUBCOMP not in
+    recorded: bool = False  # the store holds a record of its packet ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +94,9 @@ class Retained:
 
 
 def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
-    """The subscriptions recorded in a session queue's bindings to amq.topic."""
+    """The subscriptions recorded in a session queue's bindings to amq.topic, with their
+    MQTT 5 options when the binding has them (option values that cannot be read are
+    taken as not set)."""
     found = {}
     for exchange, routing_key, frozen in queue.inbound:
         if exchange.name != EXCHANGE:
@@ -81,8 +104,45 @@ def subscriptions_of(queue: Queue) -> dict[str, Subscription]:
         arguments = exchange.bindings.get((queue, routing_key, frozen), {})
         topic_filter, qos = arguments.get(FILTER_ARG), arguments.get(QOS_ARG)
         if isinstance(topic_filter, str) and isinstance(qos, int) and 0 <= qos <= 2:
-            found[topic_filter] = Subscription(topic_filter, qos, routing_key)
+            subscription = Subscription(topic_filter, qos, routing_key)
+            table = arguments.get(OPTIONS_ARG)
+            if isinstance(table, dict):
+                _read_options(subscription, table)
+            found[topic_filter] = subscription
     return found
+
+
+def _read_options(subscription: Subscription, table: dict[str, Any]) -> None:
+    identifier, handling = table.get("id"), table.get("retain-handling")
+    subscription.options = True
+    subscription.no_local = table.get("no-local") is True
+    subscription.retain_as_published = table.get("retain-as-published") is True
+    if type(identifier) is int and 1 <= identifier <= MAX_IDENTIFIER:
+        subscription.identifier = identifier
+    if type(handling) is int and 0 <= handling <= 2:
+        subscription.retain_handling = handling
+
+
+def _record_key(key: tuple[str, str]) -> str:
+    """The store's key of a record: vhost and client id (or topic)."""
+    return key[0] + "\x00" + key[1]
+
+
+def _packet_ids(value: Any) -> set[int]:
+    if not isinstance(value, list) or not all(
+            type(packet_id) is int and 0 < packet_id <= 0xFFFF for packet_id in value):
+        raise ValueError("not a list of packet identifiers")
+    return set(value)
+
+
+def _session_from_record(record: dict[str, Any]) -> tuple[tuple[str, str], SessionState]:
+    vhost, client_id, expiry = record["vhost"], record["client_id"], record["expiry"]
+    if not isinstance(vhost, str) or not isinstance(client_id, str) \
+            or type(expiry) is not int or not 0 < expiry <= NEVER_EXPIRES:
+        raise ValueError("not an MQTT session record")
+    return (vhost, client_id), SessionState(
+        expiry, inbound_qos2=_packet_ids(record["inbound_qos2"]),
+        outbound_pubrel=_packet_ids(record["outbound_pubrel"]), recorded=True)
 
 
 def _retained_from_record(record: dict[str, Any]) -> Retained:
@@ -123,19 +183,49 @@ class MqttNode:
         self.sessions: dict[tuple[str, str], SessionState] = {}
         self.retained: dict[str, dict[str, Retained]] = {}
         self.wills: dict[tuple[str, str], Timer] = {}
+        self.expiries: dict[tuple[str, str], Timer] = {}  # sessions without a connection
         self.store: Store = MemoryStore()
 
     def attach(self, broker: Broker) -> None:
-        """Record retained messages in the broker's store, and take back the ones it
-        recovered (a record that cannot be read is skipped)."""
+        """Record retained messages and the QoS 2 packet ids of persistent sessions in the
+        broker's store, and take back the ones it recovered (a record that cannot be read
+        is skipped). A recovered session expires its expiry interval after the start
+        unless its client comes back. Records of a vhost that is gone are deleted, and
+        so is what the node keeps of a vhost when it is deleted (`vhost_deleted`)."""
         self.store = broker.store
+        broker.vhost_deleted_listeners.append(self.vhost_deleted)
+        for record in broker.frontend_records.pop(SESSION_KIND, []):
+            try:
+                key, state = _session_from_record(record)
+            except (KeyError, TypeError, ValueError):
+                log.warning("skipped an unreadable MQTT session record")
+                continue
+            if key[0] not in broker.vhosts:
+                self.store.delete_runtime(SESSION_KIND, _record_key(key))
+                continue
+            self.sessions[key] = state
+            self.schedule_expiry(broker, key, state.expiry)
         for record in broker.frontend_records.pop(RETAINED_KIND, []):
             try:
                 retained = _retained_from_record(record)
             except (KeyError, TypeError, ValueError):
                 log.warning("skipped an unreadable retained message record")
                 continue
-            self.retained.setdefault(record["vhost"], {})[retained.topic] = retained
+            vhost = record["vhost"]
+            if vhost not in broker.vhosts:
+                self.store.delete_runtime(RETAINED_KIND, _record_key((vhost, retained.topic)))
+                continue
+            self.retained.setdefault(vhost, {})[retained.topic] = retained
+
+    def vhost_deleted(self, vhost: str) -> None:
+        """A vhost was deleted (its connections closed first): its retained messages,
+        sessions and delayed wills go, from the store too."""
+        for topic in self.retained.pop(vhost, {}):
+            self.store.delete_runtime(RETAINED_KIND, _record_key((vhost, topic)))
+        for key in [key for key in self.sessions if key[0] == vhost]:
+            self.end_session(key)
+        for key in [key for key in self.wills if key[0] == vhost]:
+            self.cancel_will(key)
 
     def __call__(self, broker: Broker, limits: Limits, *, peer: str, now: float,
                  wake: Callable[[], None], rearm: Callable[[], None], loopback: bool,
@@ -145,12 +235,57 @@ class MqttNode:
         return MqttConnection(self, broker, limits, peer=peer, now=now, wake=wake,
                               rearm=rearm, loopback=loopback)
 
+    # --- sessions ------------------------------------------------------------------------
+
+    def record_session(self, key: tuple[str, str], state: SessionState,
+                       routed: set[int] | None = None) -> None:
+        """Record the QoS 2 packet ids in flight of a persistent session: the inbound ones
+        (with `routed`, those of publishes routed but not yet confirmed: a resent PUBLISH
+        is not routed twice) and the PUBRELs sent. A session with none, or one that ends
+        with its connection, has no record."""
+        inbound = state.inbound_qos2 | routed if routed else state.inbound_qos2
+        if state.expiry and (inbound or state.outbound_pubrel):
+            self.store.put_runtime(SESSION_KIND, _record_key(key), {
+                "vhost": key[0], "client_id": key[1], "expiry": state.expiry,
+                "inbound_qos2": sorted(inbound),
+                "outbound_pubrel": sorted(state.outbound_pubrel)})
+            state.recorded = True
+        elif state.recorded:
+            self.store.delete_runtime(SESSION_KIND, _record_key(key))
+            state.recorded = False
+
+    def end_session(self, key: tuple[str, str]) -> None:
+        """The session is over (a clean start, its expiry): its state and record go."""
+        self.cancel_expiry(key)
+        state = self.sessions.pop(key, None)
+        if state is not None and state.recorded:
+            self.store.delete_runtime(SESSION_KIND, _record_key(key))
+
+    def schedule_expiry(self, broker: Broker, key: tuple[str, str], expiry: int) -> None:
+        """End the session `expiry` seconds from now unless a client holds it then."""
+        self.cancel_expiry(key)
+        if not 0 < expiry < NEVER_EXPIRES:
+            return
+        timers = broker.timers
+
+        def due(now: float) -> None:
+            self.expiries.pop(key, None)
+            if key not in self.clients:
+                self.end_session(key)
+
+        self.expiries[key] = timers.call_at(timers.now() + expiry, due)
+
+    def cancel_expiry(self, key: tuple[str, str]) -> None:
+        timer = self.expiries.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
     # --- retained messages -------------------------------------------------------------
 
     def retain(self, vhost: str, topic: str, message: Message, qos: int) -> None:
         """Keep `message` as the topic's retained message (an empty one clears it)."""
         store = self.retained.setdefault(vhost, {})
-        key = vhost + "\x00" + topic
+        key = _record_key((vhost, topic))
         if message.body:
             store[topic] = Retained(topic, message, qos)
             self.store.put_runtime(RETAINED_KIND, key, {

@@ -33,6 +33,7 @@ class Owner(Protocol):
     (`take_output`), time (`tick`), and the transport's events."""
 
     peer: str
+    local: str  # the address of the listener the client connected to
 
     @property
     def closed(self) -> bool: ...
@@ -110,6 +111,7 @@ class OwnerBase(ABC):
 
     wire: Wire
     web = False  # served over WebSocket (set by `websocket.py`; management shows it)
+    local = "unknown"  # "host:port" of the listener the client connected to (the server's)
 
     def __init__(self, broker: Broker, *, peer: str, wake: Callable[[], None],
                  rearm: Callable[[], None], loopback: bool) -> None:

@@ -8,7 +8,8 @@ connection that arrived another way, as a byte stream (a WebSocket's, `websocket
 
 Connections (heartbeats, handshake timeouts) run on the real clock, whatever clock the
 broker's timers use. For test suites the server can also refuse new connections for a
-while, drop one connection's socket without a close, and move the broker's clock on.
+while, drop one connection's socket without a close (a WebSocket's too), and move the
+broker's clock on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 import ipaddress
 import logging
 import math
+import os
 import socket
 import ssl
 import struct
@@ -40,6 +42,15 @@ READ_SIZE = 256 * 1024
 SHUTDOWN_GRACE = 2.0  # how long a shutdown waits for clients to answer their Close
 FLUSH_GRACE = 0.02  # how long an instant shutdown lets the Close frames go out
 TLS_HANDSHAKE_TIMEOUT = 5.0  # RabbitMQ's ssl_handshake_timeout
+
+
+def _address(address: object) -> str:
+    """"host:port" of a (host, port, ...) tuple ("unknown" for anything else)."""
+    try:
+        host, port = address[:2]  # type: ignore[index]
+    except (TypeError, ValueError):
+        return "unknown"
+    return f"{host}:{port}"
 
 
 class _Wakeup:
@@ -197,14 +208,18 @@ class Server:
         self.refusing_until = self.clock() + seconds
 
     def drop(self, client: ClientConnection) -> None:
-        """Reset one client's socket with no Close: to the client, a network failure. A
-        client whose stream has no socket of its own (a WebSocket's) is left alone."""
+        """Reset one client's TCP connection with no Close (nor a WebSocket close frame):
+        to the client, a network failure. The socket is the stream's (a WebSocket stream
+        gives the one under it); it lingers for nothing, so the close that follows resets
+        the connection, and it is shut down through a duplicate of its descriptor (the
+        event loop's socket objects may refuse `shutdown`, uvloop's do)."""
         stream = self._streams.get(client)
         sock = None if stream is None else stream.extra(SocketAttribute.raw_socket, None)
         if sock is None:
             return
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
+        with socket.socket(fileno=os.dup(sock.fileno())) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Tell every client 320 CONNECTION_FORCED and give them `grace` seconds to
@@ -242,24 +257,26 @@ class Server:
             return
         await self.serve_client(stream, factory,
                                 stream.extra(SocketAttribute.remote_address, None),
+                                local=stream.extra(SocketAttribute.local_address, None),
                                 external_user=peer_common_name(stream))
 
     async def serve_client(self, stream: ByteStream, factory: OwnerFactory, address: object,
-                           *, external_user: str | None = None) -> None:
-        """Serve one connection from `address` (a (host, port, ...) tuple) over `stream`
-        (a socket, or any byte stream such as a WebSocket's messages) with the owner that
-        `factory` builds, until it ends; `stream` is closed on return. Meanwhile the owner
-        is one of `clients`, seen by alarms, shutdown and the management API."""
+                           *, local: object = None, external_user: str | None = None) -> None:
+        """Serve one connection from `address` to `local` (the listener's end; both
+        (host, port, ...) tuples) over `stream` (a socket, or any byte stream such as a
+        WebSocket's messages) with the owner that `factory` builds, until it ends;
+        `stream` is closed on return. Meanwhile the owner is one of `clients`, seen by
+        alarms, shutdown and the management API (which names it "peer -> local")."""
+        peer = _address(address)
         try:
-            host, port = address[:2]  # type: ignore[index]
-            peer = f"{host}:{port}"
-            loopback = ipaddress.ip_address(host).is_loopback
-        except (TypeError, ValueError):
-            peer, loopback = "unknown", False
+            loopback = ipaddress.ip_address(address[0]).is_loopback  # type: ignore[index]
+        except (TypeError, ValueError, IndexError):
+            loopback = False
         wakeup, rearm = _Wakeup(), _Wakeup()
         client = factory(self.broker, self.limits, peer=peer, now=self.clock(),
                          wake=wakeup.set, rearm=rearm.set, loopback=loopback,
                          external_user=external_user)
+        client.local = _address(local)
         client.set_blocked(bool(self.broker.alarms))
         self.clients.add(client)
         self._streams[client] = stream

@@ -6,17 +6,19 @@ negotiates the subprotocol, then runs the protocol's usual owner through
 Received messages, text or binary, are the bytes the owner reads; what the owner writes
 goes out as one message per write, text for STOMP (binary when it is not UTF-8: a body
 may be anything) and binary for MQTT. Everything else (heartbeats, resource alarms,
-shutdown, the management API) is the server's, as for a TCP connection.
+shutdown, dropped connections, the management API) is the server's, as for a TCP
+connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketAttribute
 from starlette.types import Message, Receive, Scope, Send
 
 from amqpbroker.transport.owner import OwnerBase, OwnerFactory
@@ -51,13 +53,25 @@ MQTT = WebProtocol("mqtt", ("mqtt",), required=True, text=False)
 
 
 class WebSocketStream(ByteStream):
-    """One accepted WebSocket as the byte stream `Server.serve_client` reads and writes."""
+    """One accepted WebSocket as the byte stream `Server.serve_client` reads and writes.
+
+    Its `SocketAttribute.raw_socket` is the TCP socket under the WebSocket (what
+    `Server.drop` resets), found through the ASGI server's connection object: uvicorn's
+    `send` is a method of its protocol, which holds the asyncio transport. Under a server
+    that does not show it, the stream has no socket attribute."""
 
     def __init__(self, receive: Receive, send: Send, *, text: bool) -> None:
         self._receive = receive
         self._send = send
         self._text = text
         self._closed = False
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        get_extra_info = getattr(transport, "get_extra_info", None)
+        sock = get_extra_info("socket") if get_extra_info is not None else None
+        return {} if sock is None else {SocketAttribute.raw_socket: lambda: sock}
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """The next non-empty message (a whole message, whatever `max_bytes` says)."""
@@ -118,7 +132,7 @@ class WebSocketApp:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         await self.server.serve_client(
             WebSocketStream(receive, send, text=self.protocol.text), self._web_owner,
-            scope.get("client"))
+            scope.get("client"), local=scope.get("server"))
 
     def _web_owner(self, *args: Any, **kwargs: Any) -> OwnerBase:
         """The protocol's owner, marked as served over WebSocket (the management API

@@ -120,6 +120,17 @@ def test_faults_and_restart(broker: Broker) -> None:
     broker.connect().close()
 
 
+def test_drop_a_connection(broker: Broker) -> None:
+    """The served broker runs on uvloop, whose socket objects refuse `shutdown`."""
+    connection = broker.connect()
+    [conn] = broker.http.get("connections").json()
+    assert broker.http.post("connections/drop", json={"name": conn["name"]}).status_code == 204
+    with pytest.raises(StreamLostError):
+        for _ in range(50):
+            connection.process_data_events(time_limit=0.1)
+    wait_for(lambda: broker.http.get("connections").json() == [], what="the connection gone")
+
+
 def test_bad_requests(broker: Broker) -> None:
     assert broker.http.get("queue").status_code == 400
     missing = broker.http.get("queue", params={"queue": "nope"})
