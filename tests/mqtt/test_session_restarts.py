@@ -104,13 +104,18 @@ def _raw_session(port: int, client_id: str) -> tuple[RawMqtt, p.Packet]:
                               properties={"session_expiry_interval": 3600})
 
 
+def _sink(broker: EmbeddedBroker, queue: str, binding_key: str) -> None:
+    """A durable AMQP queue bound to `amq.topic` that collects what MQTT publishes."""
+    amqp = pika.BlockingConnection(pika.URLParameters(broker.url))
+    channel = amqp.channel()
+    channel.queue_declare(queue, durable=True)
+    channel.queue_bind(queue, "amq.topic", binding_key)
+    amqp.close()
+
+
 def test_inbound_qos2_packet_ids_survive_a_restart(tmp_path: Path) -> None:
     with broker_in_thread(mqtt_port=free_port(), data_dir=str(tmp_path)) as broker:
-        amqp = pika.BlockingConnection(pika.URLParameters(broker.url))
-        channel = amqp.channel()
-        channel.queue_declare("q2-sink", durable=True)
-        channel.queue_bind("q2-sink", "amq.topic", "q2.#")
-        amqp.close()
+        _sink(broker, "q2-sink", "q2.#")
         conn, _ = _raw_session(_mqtt_port(broker), "sender")
         conn.send_packet(p.Publish("q2/a", b"once", qos=2, packet_id=5))
         assert conn.packet() == p.Pubrec(5)
@@ -175,11 +180,7 @@ def test_outbound_pubrel_is_sent_again_after_a_restart(tmp_path: Path) -> None:
 @pytest.mark.parametrize("end", ["clean start", "expiry", "expiry after a restart"])
 def test_the_packet_ids_go_with_the_session(tmp_path: Path, end: str) -> None:
     with broker_in_thread(mqtt_port=free_port(), data_dir=str(tmp_path)) as broker:
-        amqp = pika.BlockingConnection(pika.URLParameters(broker.url))
-        channel = amqp.channel()
-        channel.queue_declare("ends-sink", durable=True)
-        channel.queue_bind("ends-sink", "amq.topic", "ends.#")
-        amqp.close()
+        _sink(broker, "ends-sink", "ends.#")
         conn, _ = _raw_session(_mqtt_port(broker), "ends")
         conn.send_packet(p.Publish("ends/a", b"first", qos=2, packet_id=9))
         assert conn.packet() == p.Pubrec(9)
