@@ -156,6 +156,13 @@ def _retained_from_record(record: dict[str, Any]) -> Retained:
     return Retained(topic, message, qos)
 
 
+def _cancel(timers: dict[tuple[str, str], Timer], key: tuple[str, str]) -> None:
+    """Cancel and forget the timer kept for `key`, if there is one."""
+    timer = timers.pop(key, None)
+    if timer is not None:
+        timer.cancel()
+
+
 class _NullSink:
     """The sink of the short session that publishes a will: it hears nothing."""
 
@@ -276,9 +283,7 @@ class MqttNode:
         self.expiries[key] = timers.call_at(timers.now() + expiry, due)
 
     def cancel_expiry(self, key: tuple[str, str]) -> None:
-        timer = self.expiries.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        _cancel(self.expiries, key)
 
     # --- retained messages -------------------------------------------------------------
 
@@ -323,9 +328,7 @@ class MqttNode:
         self.wills[key] = timers.call_at(timers.now() + delay, due)
 
     def cancel_will(self, key: tuple[str, str]) -> None:
-        timer = self.wills.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        _cancel(self.wills, key)
 
     def publish_will(self, broker: Broker, vhost: str, username: str, will: p.Will) -> None:
         """Publish a will through a session of its own, with the user's permissions."""
