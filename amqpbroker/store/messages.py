@@ -32,7 +32,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from amqpbroker.store.segments import SEGMENT_BITS, SegmentLog, location, split
+from amqpbroker.store.segments import (
+    SEGMENT_BITS,
+    LastAppended,
+    SegmentLog,
+    location,
+    split,
+)
 
 MESSAGE = 0x4D  # "M"
 LINK = 0x4C  # "L"
@@ -113,7 +119,7 @@ class MessageStore:
         self.dead: list[int] = []  # segments to delete after the next write
         # The last message record: header, body, exchange, routing key, location.
         self._last: tuple[bytes, bytes, str, str, int] | None = None
-        self._ack_file: tuple[int, int] | None = None  # (segment, fd) last appended to
+        self._ack_file = LastAppended()
 
     @property
     def pending(self) -> bool:
@@ -213,29 +219,13 @@ class MessageStore:
         if records:
             self.log.write(records, sync=True)
         for segment, entries in acks.items():
-            os.write(self._open_ack_file(segment), b"".join(entries))
+            os.write(self._ack_file.open(segment, self.ack_path(segment))[0],
+                     b"".join(entries))
         for segment in dead:
             self.remove(segment)
 
-    def _open_ack_file(self, segment: int) -> int:
-        """The ack file of a segment, open for appending; the last one stays open, since
-        the acks of one batch after another mostly go to the same segment."""
-        if self._ack_file is not None:
-            if self._ack_file[0] == segment:
-                return self._ack_file[1]
-            self._close_ack_file()
-        fd = os.open(self.ack_path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._ack_file = (segment, fd)
-        return fd
-
-    def _close_ack_file(self) -> None:
-        if self._ack_file is not None:
-            os.close(self._ack_file[1])
-            self._ack_file = None
-
     def remove(self, segment: int) -> None:
-        if self._ack_file is not None and self._ack_file[0] == segment:
-            self._close_ack_file()
+        self._ack_file.close(segment)
         self.log.remove(segment)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.ack_path(segment))
@@ -295,5 +285,5 @@ class MessageStore:
         return {_ACK.unpack_from(data, i) for i in range(0, whole, _ACK.size)}
 
     def close(self) -> None:
-        self._close_ack_file()
+        self._ack_file.close()
         self.log.close()

@@ -32,6 +32,30 @@ def split(where: int) -> tuple[int, int]:
     return where >> SEGMENT_BITS, where & 0xFFFFFFFF
 
 
+class LastAppended:
+    """One file of a numbered set kept open for appending: the one appended to last
+    (appends mostly go to the same file as the one before)."""
+
+    def __init__(self) -> None:
+        self.number: int | None = None
+        self.fd = -1
+
+    def open(self, number: int, path: str) -> tuple[int, bool]:
+        """The descriptor of file `number` at `path`, and whether it was opened now."""
+        if self.number == number:
+            return self.fd, False
+        self.close()
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.number = number
+        return self.fd, True
+
+    def close(self, number: int | None = None) -> None:
+        """Close the open file (only if it is file `number`, when given)."""
+        if self.number is not None and number in (None, self.number):
+            os.close(self.fd)
+            self.number, self.fd = None, -1
+
+
 class SegmentLog:
     """Numbered append-only files of length-prefixed records in one directory."""
 
@@ -48,7 +72,7 @@ class SegmentLog:
         self.reserved: dict[int, bytes] = {}
         self.writing: dict[int, bytes] = {}
         self._readers: dict[int, int] = {}
-        self._writer: tuple[int, int] | None = None  # (segment, fd)
+        self._writer = LastAppended()
 
     def path(self, segment: int) -> str:
         return os.path.join(self.directory, f"{segment:08d}{SUFFIX}")
@@ -98,15 +122,10 @@ class SegmentLog:
         self.writing = {}
 
     def _open_for_append(self, segment: int) -> int:
-        if self._writer is not None and self._writer[0] == segment:
-            return self._writer[1]
-        if self._writer is not None:
-            os.close(self._writer[1])
-        fd = os.open(self.path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if segment not in self.segments:
+        fd, opened = self._writer.open(segment, self.path(segment))
+        if opened and segment not in self.segments:
             self.segments.append(segment)
             self._sync_directory()
-        self._writer = (segment, fd)
         return fd
 
     def _sync_directory(self) -> None:
@@ -118,9 +137,7 @@ class SegmentLog:
 
     def remove(self, segment: int) -> None:
         """Delete a whole segment (its records are no longer needed)."""
-        if self._writer is not None and self._writer[0] == segment:
-            os.close(self._writer[1])
-            self._writer = None
+        self._writer.close(segment)
         reader = self._readers.pop(segment, None)
         if reader is not None:
             os.close(reader)
@@ -158,9 +175,7 @@ class SegmentLog:
             offset += 4 + length
 
     def close(self) -> None:
-        if self._writer is not None:
-            os.close(self._writer[1])
-            self._writer = None
+        self._writer.close()
         for fd in self._readers.values():
             os.close(fd)
         self._readers.clear()
