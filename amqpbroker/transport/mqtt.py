@@ -289,8 +289,7 @@ class MqttConnection(OwnerBase):
                 self.confirms.append((self.publish_seq, packet_id, qos))
                 if qos == 2:
                     self.pending_qos2.add(packet_id)
-                    if self.state.expiry:
-                        self.node.record_session(self.key, self.state, self.pending_qos2)
+                    self._record_session()
             else:
                 session.channels[PUBLISH_CHANNEL].publish(
                     (EXCHANGE, message.routing_key, False, False), message)
@@ -325,14 +324,18 @@ class MqttConnection(OwnerBase):
             self.pending_qos2.discard(packet_id)
             if ack:
                 self.state.inbound_qos2.add(packet_id)
-            elif self.state.expiry:
-                self.node.record_session(self.key, self.state, self.pending_qos2)
+            else:
+                self._record_session()
             self._send(p.Pubrec(packet_id, code))
+
+    def _record_session(self) -> None:
+        """Keep the store's record of this session's QoS 2 packet ids up to date."""
+        self.node.record_session(self.key, self.state, self.pending_qos2)
 
     def _pubrel(self, packet: p.Pubrel) -> None:
         if packet.packet_id in self.state.inbound_qos2:
             self.state.inbound_qos2.discard(packet.packet_id)
-            self.node.record_session(self.key, self.state, self.pending_qos2)
+            self._record_session()
             self._send(p.Pubcomp(packet.packet_id))
         else:
             self._send(p.Pubcomp(packet.packet_id, p.PACKET_IDENTIFIER_NOT_FOUND))
@@ -354,14 +357,14 @@ class MqttConnection(OwnerBase):
         if packet.reason_code >= 0x80:
             return
         self.state.outbound_pubrel.add(packet.packet_id)
-        self.node.record_session(self.key, self.state, self.pending_qos2)
+        self._record_session()
         self._send(p.Pubrel(packet.packet_id))
 
     def _pubcomp(self, packet: p.Pubcomp) -> None:
         pubrel = self.state.outbound_pubrel
         if packet.packet_id in pubrel:
             pubrel.discard(packet.packet_id)
-            self.node.record_session(self.key, self.state, self.pending_qos2)
+            self._record_session()
 
     def _ack(self, tag: int) -> None:
         copies = self.copies.get(tag)
@@ -488,7 +491,7 @@ class MqttConnection(OwnerBase):
                 self._close(p.PROTOCOL_ERROR, "session expiry set at DISCONNECT after 0")
                 return
             self.state.expiry = expiry
-            self.node.record_session(self.key, self.state, self.pending_qos2)
+            self._record_session()
             vhost = self.session.vhost if self.session is not None else None
             queue = vhost.queues.get(self.queue) if vhost is not None else None
             if expiry and queue is not None and self.queue_ready:

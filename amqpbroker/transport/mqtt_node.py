@@ -250,6 +250,8 @@ class MqttNode:
         (with `routed`, those of publishes routed but not yet confirmed: a resent PUBLISH
         is not routed twice) and the PUBRELs sent. A session with none, or one that ends
         with its connection, has no record."""
+        if not (state.expiry or state.recorded):
+            return  # the usual case, a session that ends with its connection: nothing to do
         inbound = state.inbound_qos2 | routed if routed else state.inbound_qos2
         if state.expiry and (inbound or state.outbound_pubrel):
             self.store.put_runtime(SESSION_KIND, _record_key(key), {
