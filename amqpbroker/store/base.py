@@ -2,15 +2,16 @@
 
 The broker calls the `Store` methods synchronously; they only record what must be
 written. The transport takes the batch (`take_batch`) after each read pass and has it
-written and fsync'd off the event loop (`write_batch`, in a worker thread); replies that
-promise durability (declare-ok, confirms) go out only after that. Removing a message
+written and fsync'd without the event loop waiting: appended by the loop and fsync'd by
+a helper process (`append_batch`), or all of it in a worker thread (`write_batch`);
+replies that promise durability (declare-ok, confirms) go out only after that. Removing a message
 (an ack) promises nothing, so it does not count as recorded: it is written with the next
 batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -101,7 +102,14 @@ class Store(Protocol):
     @property
     def pending(self) -> bool: ...
     def take_batch(self) -> Batch: ...
-    def write_batch(self, batch: Batch) -> None: ...
+    def append_batch(self, batch: Batch) -> list[str] | None:
+        """On the event loop: append `batch` to files without waiting for the disk, and
+        return the paths to fsync (a directory's with a trailing `/`) for it to be
+        durable. None, with nothing done, when the batch must go to `write_batch`
+        (definition changes, or records too large to copy on the event loop)."""
+    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
+        """Write `batch` (in a worker thread). `durable` is called as soon as what the
+        batch's waiters need is on disk, before the removals that nobody waits for."""
 
 
 class BatchingStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from amqpbroker.store.base import Batch, MessageKey, Snapshot
@@ -23,8 +24,12 @@ class MemoryStore:
     def take_batch(self) -> Batch:
         return Batch()
 
-    def write_batch(self, batch: Batch) -> None:
-        return None
+    def append_batch(self, batch: Batch) -> list[str] | None:
+        return []
+
+    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
+        if durable is not None:
+            durable()
 
     def _ignore(self, *args: Any) -> None:
         return None

@@ -211,13 +211,24 @@ class MessageStore:
         dead, self.dead = self.dead, []
         return self.log.take_reserved(), acks, dead
 
-    # --- writing (one worker thread at a time) ---------------------------------------------
+    # --- writing (one caller at a time: the event loop or the writer thread) ---------------
+
+    def append(self, records: dict[int, bytes], acks: dict[int, list[bytes]],
+               dead: list[int]) -> list[str]:
+        """`write` without waiting for the disk: returns what to fsync for the records
+        to be durable (acks and removals need no fsync)."""
+        to_sync = self.log.append(records) if records else []
+        self._settle(acks, dead)
+        return to_sync
 
     def write(self, records: dict[int, bytes], acks: dict[int, list[bytes]],
               dead: list[int]) -> None:
         """Append and fdatasync the records, append the acks, delete dead segments."""
         if records:
             self.log.write(records, sync=True)
+        self._settle(acks, dead)
+
+    def _settle(self, acks: dict[int, list[bytes]], dead: list[int]) -> None:
         for segment, entries in acks.items():
             os.write(self._ack_file.open(segment, self.ack_path(segment))[0],
                      b"".join(entries))

@@ -8,9 +8,10 @@ removes it, which gives its space back to the file system at once: no compaction
 vacuum.
 
 Locations are handed out when a record is `reserve`d (on the event loop), so callers can
-refer to a record before it reaches the disk; `write` (in a worker thread, one at a time)
-appends the reserved records in order and, when asked, fdatasyncs the files it wrote.
-Until then `read` serves a record from memory.
+refer to a record before it reaches the disk; `append` (one caller at a time) appends the
+reserved records in order and says which files to fsync for them to be durable, and
+`write` does both (in a worker thread). Until the append `read` serves a record from
+memory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import contextlib
 import os
 import struct
 from collections.abc import Iterator
+
+from amqpbroker.store import fsync_helper
 
 LENGTH = struct.Struct(">I")
 SUFFIX = ".seg"
@@ -98,10 +101,10 @@ class SegmentLog:
 
     # --- the writer's side (one thread at a time) ---------------------------------------
 
-    def write(self, records: dict[int, bytes], sync: bool) -> None:
-        """Append records that `take_reserved` took (in reservation order); fdatasync them
-        if `sync`."""
-        touched: list[int] = []
+    def append(self, records: dict[int, bytes]) -> list[str]:
+        """Append records that `take_reserved` took (in reservation order), without
+        waiting for the disk; returns what to fsync for them to be durable: the files
+        written and, when a segment was created, the directory (with a trailing `/`)."""
         first = next(iter(records), None)
         if first is not None and first >> SEGMENT_BITS == next(reversed(records)) >> SEGMENT_BITS:
             runs = [(first >> SEGMENT_BITS, list(records.values()))]
@@ -112,28 +115,24 @@ class SegmentLog:
                 if not runs or runs[-1][0] != segment:
                     runs.append((segment, []))
                 runs[-1][1].append(framed)
+        to_sync: list[str] = []
         for segment, framed_records in runs:
-            fd = self._open_for_append(segment)
+            path = self.path(segment)
+            fd, opened = self._writer.open(segment, path)
+            if opened and segment not in self.segments:
+                self.segments.append(segment)
+                to_sync.append(self.directory + os.sep)
             os.write(fd, b"".join(framed_records))
-            touched.append(fd)
-        if sync:
-            for fd in touched:
-                os.fdatasync(fd)
+            to_sync.append(path)
         self.writing = {}
+        return to_sync
 
-    def _open_for_append(self, segment: int) -> int:
-        fd, opened = self._writer.open(segment, self.path(segment))
-        if opened and segment not in self.segments:
-            self.segments.append(segment)
-            self._sync_directory()
-        return fd
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def write(self, records: dict[int, bytes], sync: bool) -> None:
+        """`append`, then fdatasync what it wrote if `sync`."""
+        to_sync = self.append(records)
+        if sync:
+            for path in to_sync:
+                fsync_helper.sync(path)
 
     def remove(self, segment: int) -> None:
         """Delete a whole segment (its records are no longer needed)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pamqp import decode, encode
@@ -32,6 +32,9 @@ from amqpbroker.store.messages import MessageStore
 SCHEMA_VERSION = 2
 FILE_NAME = "amqpbroker.sqlite3"
 MESSAGES_DIR = "messages"
+# A batch with up to this many bytes of message records is appended by the event loop
+# itself (`append_batch`); a larger one is copied out by the writer thread.
+APPEND_LIMIT = 1024 * 1024
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -244,8 +247,20 @@ class SqliteStore(BatchingStore):
 
     # --- writing ----------------------------------------------------------------------------
 
-    def write_batch(self, batch: Batch) -> None:
-        """Write one batch; returns after the fsyncs."""
+    def append_batch(self, batch: Batch) -> list[str] | None:
+        if batch.definitions:
+            return None
+        if batch.messages is None:
+            return []
+        records, acks, dead = batch.messages
+        if sum(map(len, records.values())) > APPEND_LIMIT:
+            return None
+        batch.messages = None
+        return self.messages.append(records, acks, dead)
+
+    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
+        """Write one batch; returns after the fsyncs. `durable` is called once what
+        waits for the batch is on disk, before the removals (acks, emptied segments)."""
         records, acks, dead = batch.messages or ({}, {}, [])
         if records:
             self.messages.write(records, {}, [])
@@ -261,6 +276,8 @@ class SqliteStore(BatchingStore):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        if durable is not None:
+            durable()
         if acks or dead:
             self.messages.write({}, acks, dead)
 

@@ -1,23 +1,34 @@
-"""Group commit: write the store's batches on a writer thread of their own, one at a time,
-and let connections wait until what they recorded is on disk.
+"""Group commit: write the store's batches one at a time, without the event loop waiting
+for the disk, and let connections wait until what they recorded is on disk.
+
+A batch of messages (the common case) is appended to the page cache by the event loop
+and fsync'd by the helper process (`syncer.py`); a batch that changes definitions, or
+holds large records, is written on a writer thread of its own.
 
 A connection notes `store.recorded` after a read pass and waits for `committed` to reach
 it; every change recorded while a batch is being written goes into the next one, so one
-fsync covers everything that arrived meanwhile, from every connection. `start` hands a
-batch to the thread at once, without a turn of the event loop: a read pass starts the
-write of its messages before it delivers them, and the fsync runs while it does.
+fsync covers everything that arrived meanwhile, from every connection. `start` starts a
+batch at once, without a turn of the event loop: a read pass starts the write of its
+messages before it delivers them, and the fsync runs while it does. The writer thread
+tells the loop as soon as its batch is durable; the batch's removals (acks, emptied
+segments), which nobody waits for, are written after that. Should the helper exit, the
+writer thread syncs from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import anyio
 
+from amqpbroker.store import fsync_helper
 from amqpbroker.store.base import Batch, Store
+from amqpbroker.transport.syncer import HelperGone, Syncer
 
 log = logging.getLogger("amqpbroker.store")
 
@@ -32,21 +43,30 @@ class Committer:
     def __init__(self, store: Store) -> None:
         self.store = store
         # What was recorded before serving (definitions applied at start) was written then.
-        self.committed = store.recorded
+        self.committed = self._taken = store.recorded  # `_taken`: put in a batch
         self.failed: BaseException | None = None
         self._writing = False
         self._done = anyio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="amqpbroker-store")
+        self._last_write: Future[None] | None = None
+        self.syncer: Syncer | None = None  # the fsync helper; None: the thread syncs
 
     async def run(self) -> None:
-        """Write pending acks (which nobody waits for) within a second when nothing else
-        makes a batch; at the end, let the writer thread go once it is done."""
+        """Start the fsync helper for a store on disk; write pending acks (which nobody
+        waits for) within a second when nothing else makes a batch; at the end, stop the
+        helper and let the writer thread go once it is done."""
+        if self.store.durable:
+            self._loop = asyncio.get_running_loop()
+            self.syncer = Syncer.start(self._loop)
         try:
             while True:
                 await anyio.sleep(IDLE_WRITE_INTERVAL)
                 self.start(acks_too=True)
         finally:
+            if self.syncer is not None:
+                self.syncer.close()
+                self.syncer = None
             self._thread.shutdown(wait=False)
 
     def start(self, acks_too: bool = False) -> None:
@@ -54,30 +74,81 @@ class Committer:
         written (what was recorded then goes with the next one). Acks alone wait for the
         idle write unless `acks_too`."""
         store = self.store
-        if self._writing or not (store.recorded > self.committed
+        if self._writing or not (store.recorded > self._taken
                                  or (acks_too and store.pending)):
             return
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         self._writing = True
-        self._thread.submit(self._write, store.take_batch(), store.recorded)
+        batch, upto = store.take_batch(), store.recorded
+        self._taken = upto
+        if self.syncer is not None:
+            try:
+                to_sync = store.append_batch(batch)
+            except OSError as exc:
+                self._written(upto, exc)
+                return
+            if to_sync is not None:
+                if to_sync:
+                    self.syncer.sync(to_sync, functools.partial(self._synced, upto, to_sync))
+                else:
+                    self._written(upto, None)
+                return
+        self._last_write = self._thread.submit(self._write, batch, upto)
+
+    def _synced(self, upto: int, paths: list[str], error: OSError | None) -> None:
+        if isinstance(error, HelperGone):  # sync again on the thread, and from now on
+            self.syncer = None
+            self._last_write = self._thread.submit(self._sync, paths, upto)
+            return
+        self._written(upto, error)
+
+    def _sync(self, paths: list[str], upto: int) -> None:
+        """On the writer thread: fsync what the event loop appended."""
+        error: OSError | None = None
+        try:
+            for path in paths:
+                fsync_helper.sync(path)
+        except OSError as exc:
+            error = exc
+        self._tell(self._written, upto, error)
 
     def _write(self, batch: Batch, upto: int) -> None:
-        """On the writer thread: write, then tell the event loop."""
-        error: BaseException | None = None
+        """On the writer thread: write, and tell the event loop as soon as the batch is
+        durable (its removals are written after that, while the loop goes on)."""
+        told = False
+
+        def durable() -> None:
+            nonlocal told
+            told = True
+            self._tell(self._written, upto, None)
+
         try:
-            self.store.write_batch(batch)
+            self.store.write_batch(batch, durable)
         except Exception as exc:
-            error = exc
+            if told:
+                self._tell(self._removals_failed, exc)
+            else:
+                self._tell(self._written, upto, exc)
+
+    def _tell(self, callback: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
-            self._loop.call_soon_threadsafe(self._written, upto, error)
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _removals_failed(self, error: BaseException) -> None:
+        """The batch was durable, but its removals could not be written: what waited was
+        told, and the store is failed from now on."""
+        log.error("writing to the store failed", exc_info=error)
+        self.failed = error
 
     def _written(self, upto: int, error: BaseException | None) -> None:
+        """A batch is durable up to `upto`, or failed (what waits for it then fails)."""
         if error is not None:
             log.error("writing to the store failed", exc_info=error)
             self.failed = error
-        self.committed = upto
+        elif self.failed is None:  # after a failure, nothing more counts as durable
+            self.committed = upto
         self._writing = False
         done, self._done = self._done, anyio.Event()
         done.set()
@@ -88,8 +159,9 @@ class Committer:
         self.start(acks_too=True)
 
     async def wait(self, recorded: int) -> None:
-        """Return once every change up to `recorded` is on disk."""
-        while self.committed < recorded:
+        """Return once every change up to `recorded` is on disk; StoreFailed once a
+        write failed."""
+        while self.committed < recorded and self.failed is None:
             self.start()
             await self._done.wait()
         if self.failed is not None:
@@ -100,5 +172,7 @@ class Committer:
         while self._writing or self.store.pending:
             self.start(acks_too=True)
             await self._done.wait()
+        if self._last_write is not None:  # its removals may still be being written
+            await asyncio.wrap_future(self._last_write)
         if self.failed is not None:
             raise StoreFailed(str(self.failed))

@@ -17,31 +17,67 @@ from pika.exceptions import ConnectionClosedByBroker
 
 from amqpbroker.store.base import Batch
 from amqpbroker.testing import EmbeddedBroker, broker_in_thread, wait_for
+from amqpbroker.transport.committer import Committer
 
 pytestmark = pytest.mark.timeout(30)
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
 
-class Gate:
-    """Holds back (or fails) the store's writes of batches that carry messages."""
+@pytest.fixture(params=["helper", "thread"])
+def syncing(request: pytest.FixtureRequest) -> str:
+    """Who makes the writes durable: the fsync helper process or the writer thread."""
+    return str(request.param)
 
-    def __init__(self, broker: EmbeddedBroker, fail: bool = False) -> None:
-        store = broker.server.broker.store
-        self.write: Callable[[Batch], None] = store.write_batch
+
+class Gate:
+    """Holds back (or fails) the store's writes of batches that carry messages: the
+    fsync helper's syncs or, with `syncing="thread"`, the writer thread's writes."""
+
+    def __init__(self, broker: EmbeddedBroker, syncing: str, fail: bool = False) -> None:
         self.fail = fail
         self.entered = threading.Event()
         self.opened = threading.Event()
-        store.write_batch = self._write  # type: ignore[method-assign]
+        committer = broker.server.committer
+        store = broker.server.broker.store
+        self.write: Callable[[Batch, Callable[[], None] | None], None] = store.write_batch
+        if syncing == "thread":
+            broker.call(use_writer_thread, committer)
+            store.write_batch = self._write  # type: ignore[method-assign]
+        else:
+            syncer = committer.syncer
+            assert syncer is not None, "the fsync helper did not start"
+            self.broker = broker
+            self.sync = syncer.sync
+            syncer.sync = self._sync  # type: ignore[method-assign]
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
         records = batch.messages[0] if batch.messages else None
         if records:
             self.entered.set()
             if self.fail:
                 raise OSError(28, "No space left on device")
             self.opened.wait(10)
-        self.write(batch)
+        self.write(batch, durable)
+
+    def _sync(self, paths: list[str], done: Callable[[OSError | None], None]) -> None:
+        self.entered.set()
+        if self.fail:
+            done(OSError(28, "No space left on device"))
+            return
+
+        def later() -> None:
+            self.opened.wait(10)
+            self.broker.call(self.sync, paths, done)
+
+        threading.Thread(target=later, daemon=True).start()
+
+
+def use_writer_thread(committer: Committer) -> None:
+    """Stop the fsync helper: the writer thread syncs from now on."""
+    assert committer.syncer is not None
+    committer.syncer.close()
+    committer.syncer = None
 
 
 @contextmanager
@@ -62,10 +98,10 @@ def publisher(broker: EmbeddedBroker) -> Iterator[Callable[[bytes], Future[Any]]
                 thread.submit(connection.close).result(10)
 
 
-def test_a_confirm_waits_for_its_write(tmp_path: Path) -> None:
+def test_a_confirm_waits_for_its_write(tmp_path: Path, syncing: str) -> None:
     with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
             publisher(broker) as publish:
-        gate = Gate(broker)
+        gate = Gate(broker, syncing)
         confirmed = publish(b"kept")
         assert gate.entered.wait(10), "the message was never written"
         assert broker.call(lambda: [c.has_output for c in broker.server.clients]) == [True]
@@ -75,10 +111,10 @@ def test_a_confirm_waits_for_its_write(tmp_path: Path) -> None:
         assert [m.body for m in broker.messages("jobs")] == [b"kept"]
 
 
-def test_a_confirm_after_an_alarm_waits_for_its_write(tmp_path: Path) -> None:
+def test_a_confirm_after_an_alarm_waits_for_its_write(tmp_path: Path, syncing: str) -> None:
     with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
             publisher(broker) as publish:
-        gate = Gate(broker)
+        gate = Gate(broker, syncing)
         broker.block_publishers()
         confirmed = publish(b"held")
         wait_for(lambda: broker.call(lambda: any(c.paused for c in broker.server.clients)),
@@ -91,10 +127,10 @@ def test_a_confirm_after_an_alarm_waits_for_its_write(tmp_path: Path) -> None:
         confirmed.result(10)
 
 
-def test_a_failed_write_confirms_nothing(tmp_path: Path) -> None:
+def test_a_failed_write_confirms_nothing(tmp_path: Path, syncing: str) -> None:
     with broker_in_thread(data_dir=str(tmp_path / "data")) as broker, \
             publisher(broker) as publish:
-        Gate(broker, fail=True)
+        Gate(broker, syncing, fail=True)
         with pytest.raises(ConnectionClosedByBroker) as closed:
             publish(b"lost").result(10)
         assert (closed.value.reply_code, closed.value.reply_text) == (

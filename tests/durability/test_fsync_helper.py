@@ -1,0 +1,77 @@
+"""The fsync helper process: it ends with the broker, kill -9 included, and when it is
+killed itself the writer thread takes over its syncs, so confirms go on and mean what
+they did."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from durability_support import BrokerProcess, drain, publish_persistent
+
+pytestmark = pytest.mark.timeout(60)
+
+QUEUE = "helper.durable"
+DEADLINE = 10.0
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("PPid:"):
+                if int(line.split()[1]) == pid:
+                    found.append(int(entry.name))
+                break
+    return found
+
+
+def helper_of(broker: BrokerProcess) -> int:
+    assert broker.proc is not None
+    deadline = time.monotonic() + DEADLINE
+    while not (found := children(broker.proc.pid)):
+        assert time.monotonic() < deadline, "the broker started no fsync helper"
+        time.sleep(0.01)
+    assert len(found) == 1, f"the broker has {len(found)} child processes"
+    return found[0]
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" in status.read()  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_the_helper_ends_with_a_killed_broker(broker: BrokerProcess) -> None:
+    broker.start()
+    helper = helper_of(broker)
+    broker.kill()
+    deadline = time.monotonic() + DEADLINE
+    while not gone(helper):
+        assert time.monotonic() < deadline, "the fsync helper outlived the broker"
+        time.sleep(0.01)
+
+
+def test_without_its_helper_the_broker_syncs_on_its_thread(broker: BrokerProcess) -> None:
+    broker.start()
+    first = publish_persistent(broker, QUEUE, 300)
+    assert first.confirmed == set(range(300))
+    os.kill(helper_of(broker), signal.SIGKILL)
+    after = publish_persistent(broker, QUEUE, 300, first=300)
+    assert not after.failed and not after.nacked
+    assert after.confirmed == set(range(300, 600))
+    assert "the fsync helper exited" in broker.log()
+    broker.restart("kill")
+    assert drain(broker, QUEUE).seqs == list(range(600))
