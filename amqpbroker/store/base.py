@@ -11,7 +11,7 @@ batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,9 +107,8 @@ class Store(Protocol):
         return the paths to fsync (a directory's with a trailing `/`) for it to be
         durable. None, with nothing done, when the batch must go to `write_batch`
         (definition changes, or records too large to copy on the event loop)."""
-    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
-        """Write `batch` (in a worker thread). `durable` is called as soon as what the
-        batch's waiters need is on disk, before the removals that nobody waits for."""
+    def write_batch(self, batch: Batch) -> None:
+        """Write all of `batch` and fsync it (in a worker thread)."""
 
 
 class BatchingStore:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from amqpbroker.store.base import Batch, MessageKey, Snapshot
@@ -27,9 +26,8 @@ class MemoryStore:
     def append_batch(self, batch: Batch) -> list[str] | None:
         return []
 
-    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
-        if durable is not None:
-            durable()
+    def write_batch(self, batch: Batch) -> None:
+        return None
 
     def _ignore(self, *args: Any) -> None:
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pamqp import decode, encode
@@ -258,9 +258,8 @@ class SqliteStore(BatchingStore):
         batch.messages = None
         return self.messages.append(records, acks, dead)
 
-    def write_batch(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
-        """Write one batch; returns after the fsyncs. `durable` is called once what
-        waits for the batch is on disk, before the removals (acks, emptied segments)."""
+    def write_batch(self, batch: Batch) -> None:
+        """Write one batch; returns after the fsyncs."""
         records, acks, dead = batch.messages or ({}, {}, [])
         if records:
             self.messages.write(records, {}, [])
@@ -276,8 +275,6 @@ class SqliteStore(BatchingStore):
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        if durable is not None:
-            durable()
         if acks or dead:
             self.messages.write({}, acks, dead)
 

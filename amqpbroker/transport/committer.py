@@ -9,10 +9,8 @@ A connection notes `store.recorded` after a read pass and waits for `committed` 
 it; every change recorded while a batch is being written goes into the next one, so one
 fsync covers everything that arrived meanwhile, from every connection. `start` starts a
 batch at once, without a turn of the event loop: a read pass starts the write of its
-messages before it delivers them, and the fsync runs while it does. The writer thread
-tells the loop as soon as its batch is durable; the batch's removals (acks, emptied
-segments), which nobody waits for, are written after that. Should the helper exit, the
-writer thread syncs from then on.
+messages before it delivers them, and the fsync runs while it does. Should the helper
+exit, the writer thread syncs from then on.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 
@@ -49,7 +47,6 @@ class Committer:
         self._done = anyio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="amqpbroker-store")
-        self._last_write: Future[None] | None = None
         self.syncer: Syncer | None = None  # the fsync helper; None: the thread syncs
 
     async def run(self) -> None:
@@ -70,9 +67,9 @@ class Committer:
             self._thread.shutdown(wait=False)
 
     def start(self, acks_too: bool = False) -> None:
-        """Hand what was recorded to the writer thread now, unless a batch is being
-        written (what was recorded then goes with the next one). Acks alone wait for the
-        idle write unless `acks_too`."""
+        """Start writing what was recorded now (appended here and synced by the helper,
+        or on the writer thread), unless a batch is being written (what was recorded then
+        goes with the next one). Acks alone wait for the idle write unless `acks_too`."""
         store = self.store
         if self._writing or not (store.recorded > self._taken
                                  or (acks_too and store.pending)):
@@ -94,12 +91,12 @@ class Committer:
                 else:
                     self._written(upto, None)
                 return
-        self._last_write = self._thread.submit(self._write, batch, upto)
+        self._thread.submit(self._write, batch, upto)
 
     def _synced(self, upto: int, paths: list[str], error: OSError | None) -> None:
         if isinstance(error, HelperGone):  # sync again on the thread, and from now on
             self.syncer = None
-            self._last_write = self._thread.submit(self._sync, paths, upto)
+            self._thread.submit(self._sync, paths, upto)
             return
         self._written(upto, error)
 
@@ -114,33 +111,18 @@ class Committer:
         self._tell(self._written, upto, error)
 
     def _write(self, batch: Batch, upto: int) -> None:
-        """On the writer thread: write, and tell the event loop as soon as the batch is
-        durable (its removals are written after that, while the loop goes on)."""
-        told = False
-
-        def durable() -> None:
-            nonlocal told
-            told = True
-            self._tell(self._written, upto, None)
-
+        """On the writer thread: write, then tell the event loop."""
+        error: BaseException | None = None
         try:
-            self.store.write_batch(batch, durable)
+            self.store.write_batch(batch)
         except Exception as exc:
-            if told:
-                self._tell(self._removals_failed, exc)
-            else:
-                self._tell(self._written, upto, exc)
+            error = exc
+        self._tell(self._written, upto, error)
 
     def _tell(self, callback: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody waits
             self._loop.call_soon_threadsafe(callback, *args)
-
-    def _removals_failed(self, error: BaseException) -> None:
-        """The batch was durable, but its removals could not be written: what waited was
-        told, and the store is failed from now on."""
-        log.error("writing to the store failed", exc_info=error)
-        self.failed = error
 
     def _written(self, upto: int, error: BaseException | None) -> None:
         """A batch is durable up to `upto`, or failed (what waits for it then fails)."""
@@ -172,7 +154,5 @@ class Committer:
         while self._writing or self.store.pending:
             self.start(acks_too=True)
             await self._done.wait()
-        if self._last_write is not None:  # its removals may still be being written
-            await asyncio.wrap_future(self._last_write)
         if self.failed is not None:
             raise StoreFailed(str(self.failed))

@@ -37,6 +37,7 @@ class Syncer:
         self._replies = process.stdout.fileno()
         self._done: Done | None = None
         self._answer = b""
+        self._closed = False
         loop.add_reader(self._replies, self._answered)
 
     @classmethod
@@ -56,6 +57,9 @@ class Syncer:
         helper is gone)."""
         assert self._done is None, "one request at a time"
         self._done = done
+        if self._closed:
+            self._fail_request()
+            return
         try:
             os.write(self._requests, "\0".join(paths).encode() + b"\n")
         except OSError:
@@ -78,20 +82,25 @@ class Syncer:
             done(OSError(code, os.strerror(code)) if code else None)
 
     def _gone(self) -> None:
-        log.warning("the fsync helper exited (status %s): the writer thread syncs",
-                    self._process.poll())
-        self.close()
+        if not self._closed:
+            log.warning("the fsync helper exited (status %s): the writer thread syncs",
+                        self._process.poll())
+            self.close()
+        self._fail_request()
+
+    def _fail_request(self) -> None:
         done, self._done = self._done, None
         if done is not None:
             done(HelperGone(errno.EPIPE, "the fsync helper exited"))
 
     def close(self) -> None:
         """Stop the helper (it exits when its input closes)."""
-        if self._process.stdin is None or self._process.stdin.closed:
+        if self._closed:
             return
+        self._closed = True
         self._loop.remove_reader(self._replies)
+        assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.close()
-        assert self._process.stdout is not None
         self._process.stdout.close()
         try:
             self._process.wait(1)

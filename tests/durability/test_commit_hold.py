@@ -40,7 +40,7 @@ class Gate:
         self.opened = threading.Event()
         committer = broker.server.committer
         store = broker.server.broker.store
-        self.write: Callable[[Batch, Callable[[], None] | None], None] = store.write_batch
+        self.write: Callable[[Batch], None] = store.write_batch
         if syncing == "thread":
             broker.call(use_writer_thread, committer)
             store.write_batch = self._write  # type: ignore[method-assign]
@@ -51,14 +51,14 @@ class Gate:
             self.sync = syncer.sync
             syncer.sync = self._sync  # type: ignore[method-assign]
 
-    def _write(self, batch: Batch, durable: Callable[[], None] | None = None) -> None:
+    def _write(self, batch: Batch) -> None:
         records = batch.messages[0] if batch.messages else None
         if records:
             self.entered.set()
             if self.fail:
                 raise OSError(28, "No space left on device")
             self.opened.wait(10)
-        self.write(batch, durable)
+        self.write(batch)
 
     def _sync(self, paths: list[str], done: Callable[[OSError | None], None]) -> None:
         self.entered.set()
