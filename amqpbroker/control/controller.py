@@ -28,6 +28,10 @@ BLOCK_ALARM = "test"  # the resource alarm `block_publishers` raises
 _vhost_numbers = itertools.count(1)
 
 
+class NotRunning(RuntimeError):
+    """The broker is between a stop and its restart (or not started yet)."""
+
+
 class Controller:
     """One broker and the operations a test performs on it."""
 
@@ -45,7 +49,7 @@ class Controller:
     @property
     def server(self) -> Server:
         if self._server is None:
-            raise RuntimeError("the broker is not running")
+            raise NotRunning("the broker is not running")
         return self._server
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -78,7 +82,7 @@ class Controller:
     def spawn(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `fn` beside the broker (e.g. a restart asked for by an HTTP request)."""
         if self._tasks is None:
-            raise RuntimeError("the broker is not running")
+            raise NotRunning("the broker is not running")
         self._tasks.start_soon(fn)
 
     def stop(self) -> None:

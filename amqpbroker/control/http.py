@@ -28,7 +28,7 @@ from starlette.types import ASGIApp
 
 from amqpbroker.config import Settings
 from amqpbroker.control import inspection
-from amqpbroker.control.controller import Controller
+from amqpbroker.control.controller import Controller, NotRunning
 from amqpbroker.control.inspection import MessageInfo, Missing, Wait
 from amqpbroker.definitions import jsonable
 from amqpbroker.transport.http import HttpListener
@@ -246,6 +246,8 @@ def _answer(handler: Callable[[Request], Any]) -> Callable[[Request], Awaitable[
             return exc.response
         except Missing as exc:
             return JSONResponse({"error": "not_found", "reason": str(exc)}, 404)
+        except NotRunning as exc:  # mid-restart: ask again
+            return JSONResponse({"error": "unavailable", "reason": str(exc)}, 503)
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": "bad_request", "reason": str(exc)}, 400)
         if isinstance(result, Response):

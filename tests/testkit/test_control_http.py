@@ -13,6 +13,10 @@ import pytest
 from pika.exceptions import ConnectionClosedByBroker, StreamLostError
 from support.processes import free_port, serve_command, wait_for, wait_for_port
 
+from amqpbroker.config import Settings
+from amqpbroker.control.controller import Controller
+from amqpbroker.control.http import control_app
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -186,3 +190,13 @@ def test_a_port_in_use_is_one_clear_line(tmp_path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"amqpbroker: cannot listen on 127.0.0.1 (port {port} or the control port "
         f"{result.args[-1]}): address already in use"]
+
+
+async def test_a_broker_between_stop_and_restart_answers_503() -> None:
+    """While the broker restarts there is none to inspect: the API says so, in JSON."""
+    app = control_app(Controller(Settings(port=0)), restart_waits=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        answer = await http.get("/queues")
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "unavailable", "reason": "the broker is not running"}
