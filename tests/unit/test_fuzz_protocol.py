@@ -8,6 +8,7 @@ from typing import Any
 from helpers import (
     Driven,
     RecordingHandler,
+    limits,
     open_channel,
     open_connection,
     owned_connection,
@@ -16,9 +17,10 @@ from helpers import (
     raw_frame,
     read_frames,
 )
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pamqp import commands
+from support.wire import header_frame
 
 from amqpbroker import errors
 from amqpbroker.broker.broker import Broker
@@ -285,3 +287,49 @@ def test_valid_pool_is_well_formed() -> None:
     for data in VALID:
         assert read_frames(data)
     assert read_frames(SETUP)
+
+
+# The frames a publish is made of, well-formed or not: a whole publish (method, header,
+# body) arriving in one read is taken in one step, and must come out exactly as it does
+# frame by frame, errors included.
+PUBLISH_PARTS = [
+    pamqp_frame(1, commands.Basic.Publish(routing_key="q")),
+    pamqp_frame(2, commands.Basic.Publish(exchange="amq.topic", routing_key="a.b")),
+    raw_frame(1, 1, struct.pack(">HH", 60, 40) + b"\x00\x00\x05ab"),  # truncated publish
+    header_frame(1, 3),
+    header_frame(1, 0),
+    header_frame(2, 3),
+    header_frame(1, 3, {"x": 1}),
+    header_frame(1, 40),
+    header_frame(1, 3, class_id=50),
+    raw_frame(2, 1, struct.pack(">HHQH", 60, 0, 3, 0x0010)),  # priority, with no value
+    raw_frame(3, 1, b"abc"),
+    raw_frame(3, 1, b"ab"),
+    raw_frame(3, 1, b"abcd"),
+    raw_frame(3, 1, b""),
+    raw_frame(3, 2, b"abc"),
+    raw_frame(3, 1, b"x" * 40),
+    pamqp_frame(1, commands.Basic.Ack(delivery_tag=1)),
+]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(PUBLISH_PARTS), max_size=12))
+@example([PUBLISH_PARTS[0], header_frame(1, 0), raw_frame(3, 1, b"")])
+@example([PUBLISH_PARTS[0], header_frame(1, 40), raw_frame(3, 1, b"x" * 40)])
+@example([PUBLISH_PARTS[0], header_frame(1, 3, class_id=50), raw_frame(3, 1, b"abc")])
+@example([PUBLISH_PARTS[0], header_frame(1, 3), raw_frame(3, 1, b"abcd")])
+@example([PUBLISH_PARTS[0], header_frame(1, 3), raw_frame(3, 2, b"abc")])
+@example([PUBLISH_PARTS[0], header_frame(2, 3), raw_frame(3, 1, b"abc")])
+@example([PUBLISH_PARTS[2], header_frame(1, 3), raw_frame(3, 1, b"abc")])
+@example([PUBLISH_PARTS[0], PUBLISH_PARTS[0], header_frame(1, 3), raw_frame(3, 1, b"abc")])
+def test_a_whole_publish_in_one_read_is_taken_as_frame_by_frame(parts: list[bytes]) -> None:
+    results = []
+    for chunks in ([b"".join(parts)], parts):
+        conn, handler = open_connection(conn_limits=limits(max_message_size=16))
+        open_channel(conn, 1)
+        open_channel(conn, 2)
+        for chunk in chunks:
+            conn.receive_data(chunk, 0.0)
+        results.append((handler.calls, conn.data_to_send(0.0), conn.state))
+    assert results[0] == results[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from amqpbroker import errors
-from amqpbroker.protocol.amqp.fastcodec import HeaderInfo, PublishArgs, scan_header
+from amqpbroker.protocol.amqp.fastcodec import HeaderInfo, PublishArgs, decode_publish, scan_header
 from amqpbroker.protocol.amqp.spec import BASIC_PUBLISH, CLASS_BASIC, METHOD_BASIC_PUBLISH
 
 _BASIC_CLASS_BYTES = CLASS_BASIC.to_bytes(2, "big")
@@ -53,6 +53,23 @@ class ChannelAssembler:
             self.args = args
             return True
         return False
+
+    def whole_publish(self, method: bytes, header: bytes,
+                      body: bytes) -> tuple[PublishArgs, HeaderInfo] | None:
+        """A Basic.Publish whose method, header and one body frame arrived together (the
+        common case), taken in one step: its arguments and header info, or None when it
+        is anything but well-formed and complete, so the frames go one by one (and fail
+        as they would)."""
+        if self.state != EXPECT_METHOD:
+            return None
+        try:
+            args = decode_publish(method)
+            info = scan_header(header)
+        except ValueError:
+            return None
+        if not 0 < info.body_size == len(body) <= self.max_message_size:
+            return None
+        return args, info
 
     def content_header(self, payload: bytes) -> bool:
         """Take a content header; return True when the command is complete (empty body)."""

@@ -214,8 +214,20 @@ class Connection:
                     del buffer[:used]
                 if not frames:
                     return
-                for frame_type, channel, payload in frames:
-                    command = self._frame(frame_type, channel, payload)
+                count = len(frames)
+                i = 0
+                while i < count:
+                    frame_type, channel, payload = frames[i]
+                    command: Command | None = None
+                    if (frame_type == FRAME_METHOD and payload[:4] == _PUBLISH_PREFIX
+                            and i + 2 < count):
+                        command = self._whole_publish(channel, payload, frames[i + 1],
+                                                      frames[i + 2])
+                    if command is not None:
+                        i += 3
+                    else:
+                        i += 1
+                        command = self._frame(frame_type, channel, payload)
                     if command is not None:
                         yield command
                     if self.state >= CLOSING:
@@ -312,6 +324,19 @@ class Connection:
         if frame_type == FRAME_METHOD:
             return self._channel_method(channel, payload)
         return self._content(frame_type, channel, payload)
+
+    def _whole_publish(self, channel: int, method: bytes, header: tuple[int, int, bytes],
+                       body: tuple[int, int, bytes]) -> Publish | None:
+        """The three frames of a common publish as one command, or None: take them one
+        by one."""
+        if (header[0] != FRAME_HEADER or body[0] != FRAME_BODY or header[1] != channel
+                or body[1] != channel or self.state != RUNNING):
+            return None
+        assembler = self.channels.get(channel)
+        taken = assembler.whole_publish(method, header[2], body[2]) if assembler else None
+        if taken is None:
+            return None
+        return _new_tuple(Publish, (channel, taken[0], header[2], taken[1], body[2]))
 
     def _content(self, frame_type: int, channel: int, payload: bytes) -> Command | None:
         """A content header or body frame on an open connection."""
