@@ -99,7 +99,7 @@ class SegmentLog:
         self.writing, self.reserved = self.reserved, {}
         return self.writing
 
-    # --- the writer's side (one thread at a time) ---------------------------------------
+    # --- appending (one caller at a time: the event loop or the writer thread) -----------
 
     def append(self, records: dict[int, bytes]) -> list[str]:
         """Append records that `take_reserved` took (in reservation order), without
