@@ -17,6 +17,7 @@ memory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from collections.abc import Iterator
@@ -122,7 +123,10 @@ class SegmentLog:
             if opened and segment not in self.segments:
                 self.segments.append(segment)
                 to_sync.append(self.directory + os.sep)
-            os.write(fd, b"".join(framed_records))
+            data = b"".join(framed_records)
+            written = os.write(fd, data)
+            if written != len(data):  # the disk filled up mid-write: nothing is confirmed
+                raise OSError(errno.ENOSPC, f"{path}: wrote {written} of {len(data)} bytes")
             to_sync.append(path)
         self.writing = {}
         return to_sync

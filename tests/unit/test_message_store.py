@@ -4,8 +4,11 @@ segments are deleted, a torn record at the end is ignored."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from amqpbroker.store.messages import MessageStore, decode_message
 from amqpbroker.store.segments import SegmentLog, split
@@ -122,3 +125,14 @@ def test_a_torn_record_at_the_end_is_ignored(tmp_path: Path) -> None:
     write(store)
     assert split(store.put(1, 4, "", "q", HEADER, b"x"))[0] != segment
     store.close()
+
+
+def test_a_short_write_fails_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up mid-write takes part of a batch: the batch fails (so nothing
+    in it is confirmed) instead of being synced torn."""
+    store = MessageStore(str(tmp_path))
+    store.put(1, 1, "", "q", HEADER, b"body")
+    monkeypatch.setattr(os, "write", lambda fd, data: len(data) - 1)
+    with pytest.raises(OSError) as failed:
+        store.append(*store.take())
+    assert failed.value.errno == errno.ENOSPC
