@@ -4,11 +4,15 @@ Run as a script (`python -I fsync_helper.py`), it reads one request per line on 
 paths separated by NUL bytes. It opens each, fdatasyncs it (fsyncs a directory, which
 the request marks with a trailing `/`), closes it, and answers on stdout with one line:
 `0`, or the errno of the first failure.
-It exits when stdin closes, so it ends with the broker, kill -9 included. It imports
-only `os` and `sys`, so it starts in milliseconds.
+It exits when stdin closes, so it ends with the broker, kill -9 included; it ignores
+SIGINT and SIGTERM, which a terminal's Ctrl-C or a service manager sends to the whole
+process group, so the broker's shutdown still has it. It imports only `errno`, `os`,
+`signal` and `sys`, so it starts in milliseconds.
 """
 
+import errno
 import os
+import signal
 import sys
 
 
@@ -38,10 +42,12 @@ def serve(requests: int, replies: int) -> None:
                 try:
                     sync(os.fsdecode(path))
                 except OSError as exc:
-                    error = exc.errno or 5
+                    error = exc.errno or errno.EIO
                     break
             os.write(replies, b"%d\n" % error)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.fileno(), sys.stdout.fileno())

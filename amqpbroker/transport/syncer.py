@@ -29,7 +29,10 @@ class HelperGone(OSError):
 
 
 class Syncer:
-    def __init__(self, loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]):
+    """The helper process, and the one request it is working on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 process: subprocess.Popen[bytes]) -> None:
         assert process.stdin is not None and process.stdout is not None
         self._loop = loop
         self._process = process

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from durability_support import BrokerProcess, drain, publish_persistent
+from support.processes import free_port, serve_command, wait_for_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,3 +77,25 @@ def test_without_its_helper_the_broker_syncs_on_its_thread(broker: BrokerProcess
     assert "the fsync helper exited" in broker.log()
     broker.restart("kill")
     assert drain(broker, QUEUE).seqs == list(range(600))
+
+
+def test_ctrl_c_to_the_process_group_stops_the_broker_cleanly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the broker and its helper alike: the broker shuts down
+    gracefully, the helper still syncing for it, and nobody prints a traceback."""
+    port = free_port()
+    with open(tmp_path / "broker.log", "wb") as log:
+        process = subprocess.Popen(serve_command(port, tmp_path / "data"), stderr=log,
+                                   start_new_session=True)
+    try:
+        wait_for_port(port, DEADLINE)
+        publish = BrokerProcess(tmp_path / "data", tmp_path / "unused.log")
+        publish.port = port
+        assert publish_persistent(publish, QUEUE, 100).confirmed == set(range(100))
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(DEADLINE) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    logged = (tmp_path / "broker.log").read_text()
+    assert "Traceback" not in logged and "fsync helper exited" not in logged, logged
