@@ -4,10 +4,10 @@ Run as a script (`python -I fsync_helper.py`), it reads one request per line on 
 paths separated by NUL bytes. It opens each, fdatasyncs it (fsyncs a directory, which
 the request marks with a trailing `/`), closes it, and answers on stdout with one line:
 `0`, or the errno of the first failure.
-It exits when stdin closes, so it ends with the broker, kill -9 included; it ignores
-SIGINT and SIGTERM, which a terminal's Ctrl-C or a service manager sends to the whole
-process group, so the broker's shutdown still has it. It imports only `errno`, `os`,
-`signal` and `sys`, so it starts in milliseconds.
+It exits when stdin closes (or its answer finds no reader), so it ends with the broker,
+kill -9 included; it ignores SIGINT and SIGTERM, which a terminal's Ctrl-C or a service
+manager sends to the whole process group, so the broker's shutdown still has it. It
+imports only `errno`, `os`, `signal` and `sys`, so it starts in milliseconds.
 """
 
 import errno
@@ -44,7 +44,10 @@ def serve(requests: int, replies: int) -> None:
                 except OSError as exc:
                     error = exc.errno or errno.EIO
                     break
-            os.write(replies, b"%d\n" % error)
+            try:
+                os.write(replies, b"%d\n" % error)
+            except BrokenPipeError:  # the broker is gone (kill -9 mid-sync)
+                return
 
 
 if __name__ == "__main__":

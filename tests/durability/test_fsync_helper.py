@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from durability_support import BrokerProcess, drain, publish_persistent
 from support.processes import free_port, serve_command, wait_for_port
+
+from amqpbroker.store import fsync_helper
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,3 +102,18 @@ def test_ctrl_c_to_the_process_group_stops_the_broker_cleanly(tmp_path: Path) ->
             process.wait()
     logged = (tmp_path / "broker.log").read_text()
     assert "Traceback" not in logged and "fsync helper exited" not in logged, logged
+
+
+def test_a_helper_whose_broker_died_mid_sync_exits_quietly(tmp_path: Path) -> None:
+    """The broker killed while its helper syncs: the answer finds no reader, and the helper
+    exits without a traceback (it writes to the broker's log)."""
+    target = tmp_path / "segment"
+    target.write_bytes(b"x")
+    helper = subprocess.Popen([sys.executable, "-I", fsync_helper.__file__],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert helper.stdin and helper.stdout and helper.stderr
+    helper.stdout.close()  # nobody will read the answer
+    helper.stdin.write(str(target).encode() + b"\n")
+    helper.stdin.close()
+    assert (helper.wait(DEADLINE), helper.stderr.read()) == (0, b"")
