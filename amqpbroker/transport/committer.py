@@ -69,10 +69,12 @@ class Committer:
     def start(self, acks_too: bool = False) -> None:
         """Start writing what was recorded now (appended here and synced by the helper,
         or on the writer thread), unless a batch is being written (what was recorded then
-        goes with the next one). Acks alone wait for the idle write unless `acks_too`."""
+        goes with the next one). Acks alone wait for the idle write unless `acks_too`.
+        After a failed write nothing more is written: what is recorded stays readable from
+        memory, and no later batch lands behind a torn one."""
         store = self.store
-        if self._writing or not (store.recorded > self._taken
-                                 or (acks_too and store.pending)):
+        if self._writing or self.failed is not None or not (
+                store.recorded > self._taken or (acks_too and store.pending)):
             return
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
@@ -127,9 +129,10 @@ class Committer:
     def _written(self, upto: int, error: BaseException | None) -> None:
         """A batch is durable up to `upto`, or failed (what waits for it then fails)."""
         if error is not None:
-            log.error("writing to the store failed", exc_info=error)
+            log.error("writing to the store failed; nothing more is written until a "
+                      "restart", exc_info=error)
             self.failed = error
-        elif self.failed is None:  # after a failure, nothing more counts as durable
+        else:
             self.committed = upto
         self._writing = False
         done, self._done = self._done, anyio.Event()
@@ -151,7 +154,7 @@ class Committer:
 
     async def flush(self) -> None:
         """Write everything recorded so far, acks included (at shutdown)."""
-        while self._writing or self.store.pending:
+        while self.failed is None and (self._writing or self.store.pending):
             self.start(acks_too=True)
             await self._done.wait()
         if self.failed is not None:

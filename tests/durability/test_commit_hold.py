@@ -37,6 +37,7 @@ class Gate:
     def __init__(self, broker: EmbeddedBroker, syncing: str, fail: bool = False) -> None:
         self.fail = fail
         self.entered = threading.Event()
+        self.entries = 0
         self.opened = threading.Event()
         committer = broker.server.committer
         store = broker.server.broker.store
@@ -54,6 +55,7 @@ class Gate:
     def _write(self, batch: Batch) -> None:
         records = batch.messages[0] if batch.messages else None
         if records:
+            self.entries += 1
             self.entered.set()
             if self.fail:
                 raise OSError(28, "No space left on device")
@@ -61,6 +63,7 @@ class Gate:
         self.write(batch)
 
     def _sync(self, paths: list[str], done: Callable[[OSError | None], None]) -> None:
+        self.entries += 1
         self.entered.set()
         if self.fail:
             done(OSError(28, "No space left on device"))
@@ -135,3 +138,16 @@ def test_a_failed_write_confirms_nothing(tmp_path: Path, syncing: str) -> None:
             publish(b"lost").result(10)
         assert (closed.value.reply_code, closed.value.reply_text) == (
             541, "INTERNAL_ERROR - the store cannot be written")
+
+
+def test_after_a_failed_write_nothing_more_is_written(tmp_path: Path, syncing: str) -> None:
+    """A later publish is refused the same way, without a write: nothing may land behind
+    a batch the disk took only part of."""
+    with broker_in_thread(data_dir=str(tmp_path / "data")) as broker:
+        gate = Gate(broker, syncing, fail=True)
+        for body in (b"lost", b"refused"):
+            with publisher(broker) as publish, \
+                    pytest.raises(ConnectionClosedByBroker) as closed:
+                publish(body).result(10)
+            assert closed.value.reply_code == 541
+        assert gate.entries == 1
