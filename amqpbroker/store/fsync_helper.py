@@ -28,6 +28,12 @@ def sync(path: str) -> None:
         os.close(fd)
 
 
+def sync_all(paths: list[str]) -> None:
+    """`sync` each path in turn; the first failure raises."""
+    for path in paths:
+        sync(path)
+
+
 def serve(requests: int, replies: int) -> None:
     pending = b""
     while True:
@@ -38,12 +44,10 @@ def serve(requests: int, replies: int) -> None:
         *lines, pending = pending.split(b"\n")
         for line in lines:
             error = 0
-            for path in line.split(b"\0"):
-                try:
-                    sync(os.fsdecode(path))
-                except OSError as exc:
-                    error = exc.errno or errno.EIO
-                    break
+            try:
+                sync_all(os.fsdecode(line).split("\0"))
+            except OSError as exc:
+                error = exc.errno or errno.EIO
             try:
                 os.write(replies, b"%d\n" % error)
             except BrokenPipeError:  # the broker is gone (kill -9 mid-sync)

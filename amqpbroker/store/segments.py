@@ -135,8 +135,7 @@ class SegmentLog:
         """`append`, then fdatasync what it wrote if `sync`."""
         to_sync = self.append(records)
         if sync:
-            for path in to_sync:
-                fsync_helper.sync(path)
+            fsync_helper.sync_all(to_sync)
 
     def remove(self, segment: int) -> None:
         """Delete a whole segment (its records are no longer needed)."""

@@ -255,7 +255,6 @@ class SqliteStore(BatchingStore):
         records, acks, dead = batch.messages
         if sum(map(len, records.values())) > APPEND_LIMIT:
             return None
-        batch.messages = None
         return self.messages.append(records, acks, dead)
 
     def write_batch(self, batch: Batch) -> None:

@@ -106,8 +106,7 @@ class Committer:
         """On the writer thread: fsync what the event loop appended."""
         error: OSError | None = None
         try:
-            for path in paths:
-                fsync_helper.sync(path)
+            fsync_helper.sync_all(paths)
         except OSError as exc:
             error = exc
         self._tell(self._written, upto, error)

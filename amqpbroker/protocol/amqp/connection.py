@@ -219,7 +219,7 @@ class Connection:
                 while i < count:
                     frame_type, channel, payload = frames[i]
                     command: Command | None = None
-                    if (frame_type == FRAME_METHOD and payload[:4] == _PUBLISH_PREFIX
+                    if (frame_type == FRAME_METHOD and payload.startswith(_PUBLISH_PREFIX)
                             and i + 2 < count):
                         command = self._whole_publish(channel, payload, frames[i + 1],
                                                       frames[i + 2])
